@@ -1,0 +1,1 @@
+"""Serving: the per-model BentoML runners and the routing service in front of them."""

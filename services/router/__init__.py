@@ -1,0 +1,1 @@
+"""The routing service: WineMeUp's public REST API."""

@@ -1,0 +1,103 @@
+"""Settings of the routing service (environment prefix ``WINEMEUP_ROUTER_``).
+
+This is the only module of the router that reads the environment. In Kubernetes the chart's
+values are the only source of these variables (ConfigMap for settings, Secret for keys).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from winemeup.runtimes import MODEL_NAMES
+
+Placement = Literal["inline", "runner"]
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class RouterSettings(BaseSettings):
+    """Everything the router needs to start; read once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="WINEMEUP_ROUTER_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port of the public API.")
+    models: Annotated[list[str], NoDecode] = Field(
+        list(MODEL_NAMES), description="Models the router serves (comma-separated names)."
+    )
+    default_model: str = Field("lightgbm", description="Model used when a request names none; hot-swappable.")
+    placement: Placement = Field(
+        "inline", description="Placement of every model not named in `placements`: inline or runner."
+    )
+    placements: dict[str, Placement] = Field(
+        default_factory=dict, description='Per-model placement overrides, JSON: {"svr": "runner"}.'
+    )
+    runner_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Base URL of each runner-placed model, JSON: {"lightgbm": "http://127.0.0.1:3001"}.',
+    )
+    runner_timeout_seconds: float = Field(2.0, gt=0, description="Deadline of one call to a runner.")
+    health_interval_seconds: float = Field(
+        2.0, gt=0, description="How often runners are probed (and a down runner retried)."
+    )
+    model_store: Path | None = Field(
+        None, description="BentoML home holding the model store for inline models (default: BENTOML_HOME)."
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL of the prediction cache; unset means the in-memory LRU cache."
+    )
+    redis_timeout_seconds: float = Field(
+        0.05, gt=0, description="Deadline of one Redis command; slower counts as a cache error."
+    )
+    cache_ttl_seconds: int = Field(86_400, gt=0, description="How long a cached prediction lives.")
+    cache_max_entries: int = Field(100_000, gt=0, description="Capacity of the in-memory cache.")
+    api_keys: SecretStr = Field(description="Comma-separated API keys allowed to predict and read.")
+    admin_api_keys: SecretStr = Field(
+        description="Comma-separated API keys that may also change the default model."
+    )
+    batch_max_rows: int = Field(10_000, gt=0, description="Most instances one batch request may carry.")
+    max_body_bytes: int = Field(4_000_000, gt=0, description="Largest request body accepted, in bytes.")
+    microbatch_max_rows: int = Field(
+        256, gt=0, description="Most rows one runner call gathers from concurrent cache misses."
+    )
+    microbatch_wait_ms: float = Field(
+        0.0, ge=0, description="Extra wait for more concurrent misses before calling a runner."
+    )
+    log_level: str = Field("info", description="Python log level name.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> RouterSettings:
+        unknown = [m for m in [*self.models, *self.placements, *self.runner_urls] if m not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown model names {unknown}; known: {', '.join(MODEL_NAMES)}")
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not among models {self.models}")
+        missing = [m for m in self.models if self.placement_of(m) == "runner" and m not in self.runner_urls]
+        if missing:
+            raise ValueError(f"runner-placed models without a runner_urls entry: {missing}")
+        return self
+
+    def placement_of(self, model: str) -> Placement:
+        """Where a model runs: its override, else the global placement."""
+        return self.placements.get(model, self.placement)
+
+    def key_set(self, admin: bool = False) -> list[str]:
+        """The configured keys (admin keys also count as ordinary keys)."""
+        admin_keys = _split_csv(self.admin_api_keys.get_secret_value())
+        if admin:
+            return list(admin_keys)  # type: ignore[arg-type]
+        return [*_split_csv(self.api_keys.get_secret_value()), *admin_keys]  # type: ignore[misc]

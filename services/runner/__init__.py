@@ -1,0 +1,1 @@
+"""The model runner: one BentoML service per model."""

@@ -1,0 +1,29 @@
+"""Settings of a model runner (environment prefix ``WINEMEUP_RUNNER_``).
+
+One runner serves one model. It is started with ``bentoml serve``, so BentoML's own
+``BENTOML_HOME`` (where the model store lives) is set beside these.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from winemeup.runtimes import MODEL_NAMES
+
+
+class RunnerSettings(BaseSettings):
+    """Which model this runner serves and how much it takes at once."""
+
+    model_config = SettingsConfigDict(env_prefix="WINEMEUP_RUNNER_", extra="ignore")
+
+    model: str = Field(description="Name of the model to serve (one of the seven families).")
+    version: str | None = Field(None, description="Model store version to serve; unset means latest.")
+    batch_max_rows: int = Field(10_000, gt=0, description="Most rows one batch call may carry.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_NAMES:
+            raise ValueError(f"unknown model {value!r}; known: {', '.join(MODEL_NAMES)}")
+        return value

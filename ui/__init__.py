@@ -1,0 +1,1 @@
+"""The Streamlit UI: talks to the router's REST API only."""

@@ -1,0 +1,98 @@
+"""The small model-runtime interface every framework module implements.
+
+A runtime wraps one model loaded from the BentoML model store: ``predict(rows)`` takes a
+2-D array of model-input rows (schema order, see :mod:`winemeup.schema`) and returns a 1-D
+float64 array of scores, one per row. Output-shape quirks of each library are handled in its
+own module, never by callers.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from winemeup.schema import SCHEMA
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model store says of a model: identity plus what training recorded."""
+
+    name: str
+    version: str
+    framework: str
+    labels: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    load_seconds: float = 0.0
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The evaluation figures stored at training time (empty if none)."""
+        value = self.metadata.get("metrics", {})
+        return value if isinstance(value, dict) else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "framework": self.framework,
+            "labels": dict(self.labels),
+            "metadata": dict(self.metadata),
+        }
+
+
+class ModelRuntime(ABC):
+    """One loaded model: ``load`` it, ``predict`` rows, read its ``info``."""
+
+    framework: ClassVar[str]
+
+    def __init__(self, model: Any, info: ModelInfo):
+        self.model = model
+        self.info = info
+
+    @classmethod
+    def load(cls, stored: Any) -> ModelRuntime:
+        """Load a runtime from a ``bentoml.Model`` (an entry of the model store)."""
+        started = time.perf_counter()
+        model = cls._load_model(stored)
+        info = ModelInfo(
+            name=stored.tag.name,
+            version=stored.tag.version,
+            framework=cls.framework,
+            labels=dict(stored.info.labels),
+            metadata=dict(stored.info.metadata),
+            load_seconds=time.perf_counter() - started,
+        )
+        return cls(model, info)
+
+    @classmethod
+    @abstractmethod
+    def _load_model(cls, stored: Any) -> Any:
+        """Load the library's own model object from the model store entry."""
+
+    @abstractmethod
+    def _predict(self, rows: np.ndarray) -> Any:
+        """The library's predict on a C-contiguous float64 (n, 12) array."""
+
+    def predict(self, rows: Any) -> np.ndarray:
+        """Scores for a batch of model-input rows, as a 1-D float64 array of the same length."""
+        matrix = np.ascontiguousarray(rows, dtype=np.float64)
+        if matrix.ndim == 1:
+            matrix = matrix.reshape(1, -1)
+        if matrix.ndim != 2 or matrix.shape[1] != len(SCHEMA):
+            raise ValueError(f"expected rows of {len(SCHEMA)} features, got shape {matrix.shape}")
+        if matrix.shape[0] == 0:
+            return np.empty(0, dtype=np.float64)
+        scores = np.asarray(self._predict(matrix), dtype=np.float64).reshape(-1)
+        if scores.shape[0] != matrix.shape[0]:
+            raise ValueError(f"{self.framework} returned {scores.shape[0]} scores for {matrix.shape[0]} rows")
+        return scores
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Identity and training metadata of the loaded model."""
+        return self.info.as_dict()

@@ -1,0 +1,23 @@
+"""CatBoost runtime: a ``CatBoostRegressor``; a plain ``CatBoost`` may answer (n, 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from winemeup.runtimes.base import ModelRuntime
+
+
+class CatBoostRuntime(ModelRuntime):
+    framework = "catboost"
+
+    @classmethod
+    def _load_model(cls, stored: Any) -> Any:
+        import bentoml
+
+        return bentoml.catboost.load_model(stored)
+
+    def _predict(self, rows: np.ndarray) -> Any:
+        # The base class flattens the (n, 1) shape a plain CatBoost model can return.
+        return self.model.predict(rows, thread_count=1)

@@ -1,0 +1,24 @@
+"""LightGBM runtime: the model store gives back a ``lightgbm.Booster``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from winemeup.runtimes.base import ModelRuntime
+
+
+class LightGBMRuntime(ModelRuntime):
+    framework = "lightgbm"
+
+    @classmethod
+    def _load_model(cls, stored: Any) -> Any:
+        import bentoml
+
+        return bentoml.lightgbm.load_model(stored)
+
+    def _predict(self, rows: np.ndarray) -> Any:
+        # Booster.predict validates feature names only for DataFrames; single-threaded predict
+        # is faster than OpenMP start-up for the row counts a request carries.
+        return self.model.predict(rows, num_threads=1)
