@@ -1,0 +1,373 @@
+"""Shared fixtures for every test suite: ports, managed processes, Redis, model store, router.
+
+Import-time side effect on purpose: BentoML reads ``BENTOML_DO_NOT_TRACK`` and
+``BENTOML_HOME`` when it is first imported, so both are set here before any test module can
+import it. Every test session gets its own BentoML home under the system temp directory.
+Tests may set environment variables for the subprocesses they start; project code reads the
+environment only through its settings modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+_SESSION_BENTOML_HOME = Path(tempfile.mkdtemp(prefix="winemeup-test-bentoml-"))
+os.environ["BENTOML_HOME"] = str(_SESSION_BENTOML_HOME)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+
+logger = logging.getLogger(__name__)
+
+
+# ---- ports and processes ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    """The HTTP status a GET of ``url`` answers, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class ManagedProcess:
+    """A subprocess started with its own env and log file, waited for, and always stopped.
+
+    ``start()`` launches ``argv`` in a new session (so ``stop()`` reaches its children too,
+    e.g. the workers of ``bentoml serve``), then waits until ``ready_url`` answers with one of
+    ``ready_statuses``. The combined stdout/stderr goes to ``log_path``; its tail is shown
+    when the process dies or never becomes ready.
+    """
+
+    argv: list[str]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_url: str | None = None
+    ready_statuses: tuple[int, ...] = (200,)
+    ready_timeout: float = 60.0
+    cwd: Path = REPO_ROOT
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        """Launch the process and wait for it to be ready; raise with its log tail otherwise."""
+        full_env = {**os.environ, **self.env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until it exits
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        if self.ready_url is not None:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Poll ``ready_url`` until it answers a ready status; fail with the log tail."""
+        assert self.ready_url is not None
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.argv[:4]} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if http_status(self.ready_url, timeout=0.5) in self.ready_statuses:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.ready_url} not ready after {timeout or self.ready_timeout}s:\n{self.log_tail()}")
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the process log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the process group, then kill it if it has not exited in ``timeout``."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """Kill the process group at once (a crash, not a shutdown)."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+@pytest.fixture
+def managed_process(tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
+    """Factory: ``managed_process(argv, env=..., ready_url=...)`` started now, stopped at teardown."""
+    started: list[ManagedProcess] = []
+
+    def start(argv: list[str], name: str = "process", **kwargs: object) -> ManagedProcess:
+        proc = ManagedProcess(argv=argv, log_path=tmp_path / f"{name}-{len(started)}.log", **kwargs)  # type: ignore[arg-type]
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in reversed(started):
+        proc.stop()
+
+
+# ---- Redis ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A private ``redis-server`` on a free port that a test may kill and restart."""
+
+    port: int
+    log_dir: Path
+    extra_args: tuple[str, ...] = ()
+    proc: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start (or restart) the server on the same port and wait until it answers PING."""
+        if self.proc is not None and self.proc.alive:
+            return self
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.proc = ManagedProcess(
+            argv=[binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", *self.extra_args],
+            log_path=self.log_dir / f"redis-{self.port}.log",
+        ).start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server on {self.port} did not answer:\n{self.proc.log_tail()}")
+
+    def ping(self) -> bool:
+        """True when the server answers PING."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def command(self, *args: str) -> bytes:
+        """Send one inline command and return the raw reply (for test set-up, e.g. CONFIG SET)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+            sock.sendall(payload.encode())
+            return sock.recv(65536)
+
+    def kill(self) -> None:
+        """Kill the server (SIGKILL): connected clients see the connection drop."""
+        if self.proc is not None:
+            self.proc.kill()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``redis_server()`` starts a private Redis on a free port; stopped at teardown."""
+    servers: list[RedisServer] = []
+
+    def start(*extra_args: str) -> RedisServer:
+        server = RedisServer(port=free_port(), log_dir=tmp_path, extra_args=extra_args)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# ---- data and models --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The UCI Wine Quality CSV files: from TrainingSettings, else the env, else ../shared."""
+    candidates: list[Path] = []
+    try:
+        from training.settings import TrainingSettings  # type: ignore[import-not-found]
+
+        configured = getattr(TrainingSettings(), "data_dir", None)
+        if configured:
+            candidates.append(Path(configured))
+    except Exception as e:  # training may not exist yet, or its settings may not validate here
+        logger.debug("TrainingSettings unavailable: %s", e)
+    env_dir = os.environ.get("WINEMEUP_TRAIN_DATA_DIR")
+    if env_dir:
+        candidates.append(Path(env_dir))
+    candidates.append(REPO_ROOT.parent / "shared" / "data" / "wine-quality")
+    for path in candidates:
+        if (path / "winequality-red.csv").is_file() and (path / "winequality-white.csv").is_file():
+            return path
+    pytest.skip(f"Wine Quality CSV files not found in any of {[str(p) for p in candidates]}")
+
+
+def _training_available() -> bool:
+    return (REPO_ROOT / "training" / "__main__.py").is_file()
+
+
+@pytest.fixture(scope="session")
+def model_store(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BentoML home with the seven models, trained once per session (``train --fast``).
+
+    Returns the BentoML home path (pass it as ``BENTOML_HOME`` / the router's ``model_store``).
+    ``WINEMEUP_TEST_MODEL_STORE`` may name an already trained store to reuse (read-only).
+    """
+    reuse = os.environ.get("WINEMEUP_TEST_MODEL_STORE")
+    if reuse:
+        path = Path(reuse)
+        if not (path / "models").is_dir():
+            pytest.fail(f"WINEMEUP_TEST_MODEL_STORE={reuse} holds no models/ directory")
+        return path
+    if not _training_available():
+        pytest.skip("training package not present yet (python -m training train) and no WINEMEUP_TEST_MODEL_STORE")
+    root = tmp_path_factory.mktemp("model-store")
+    home = root / "bentoml"
+    reports = root / "reports"
+    log_path = root / "train.log"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        result = subprocess.run(
+            [sys.executable, "-m", "training", "train", "--fast", "--model-store", str(home),
+             "--data-dir", str(data_dir), "--reports-dir", str(reports)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, check=False,
+        )
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+    if result.returncode != 0:
+        pytest.fail(f"training failed with exit code {result.returncode}:\n{tail}")
+    logger.info("trained the model store in %.1fs", time.monotonic() - started)
+    return home
+
+
+# ---- router -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RouterHandle:
+    """A running router subprocess: its base URL, keys and process."""
+
+    url: str
+    api_key: str
+    admin_key: str
+    process: ManagedProcess
+    env: dict[str, str]
+
+    def headers(self, admin: bool = False, bearer: bool = False) -> dict[str, str]:
+        """Request headers carrying the ordinary (or admin) key, as X-API-Key or Bearer."""
+        key = self.admin_key if admin else self.api_key
+        return {"Authorization": f"Bearer {key}"} if bearer else {"X-API-Key": key}
+
+
+@pytest.fixture
+def router(tmp_path: Path) -> Iterator[Callable[..., RouterHandle]]:
+    """Factory: ``router(model_store=..., **settings)`` starts ``python -m services.router``.
+
+    Keyword arguments are RouterSettings fields (``placement="runner"``, ``redis_url=...``,
+    ``runner_urls={"svr": "http://..."}``); dicts are passed as JSON, lists comma-separated. It listens on a free
+    port with fresh random keys and is stopped at teardown.
+    """
+    import json
+
+    handles: list[RouterHandle] = []
+
+    def start(model_store: Path | None = None, ready_timeout: float = 60.0, **settings: object) -> RouterHandle:
+        port = free_port()
+        api_key = "k-" + secrets.token_urlsafe(16)
+        admin_key = "a-" + secrets.token_urlsafe(16)
+        env: dict[str, str] = {
+            "WINEMEUP_ROUTER_HOST": "127.0.0.1",
+            "WINEMEUP_ROUTER_PORT": str(port),
+            "WINEMEUP_ROUTER_API_KEYS": api_key,
+            "WINEMEUP_ROUTER_ADMIN_API_KEYS": admin_key,
+            "WINEMEUP_ROUTER_LOG_LEVEL": "info",
+        }
+        if model_store is not None:
+            env["WINEMEUP_ROUTER_MODEL_STORE"] = str(model_store)
+            env["BENTOML_HOME"] = str(model_store)
+        for key, value in settings.items():
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                text = json.dumps(value)
+            elif isinstance(value, list | tuple):
+                text = ",".join(str(v) for v in value)
+            else:
+                text = str(value)
+            env[f"WINEMEUP_ROUTER_{key.upper()}"] = text
+        proc = ManagedProcess(
+            argv=[sys.executable, "-m", "services.router"],
+            log_path=tmp_path / f"router-{port}.log",
+            env=env,
+            ready_url=f"http://127.0.0.1:{port}/healthz",
+            ready_timeout=ready_timeout,
+        )
+        handle = RouterHandle(f"http://127.0.0.1:{port}", api_key, admin_key, proc, env)
+        handles.append(handle)
+        proc.start()
+        return handle
+
+    yield start
+    for handle in reversed(handles):
+        handle.process.stop()
