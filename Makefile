@@ -1,0 +1,137 @@
+# WineMeUp developer entry points. `make help` lists them.
+# Set-up is implicit: every target that needs the virtual environment, tools or packages
+# installs what is missing first, and skips what is already there.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools/bin
+STAMP := $(VENV)/.installed-stamp
+
+export BENTOML_DO_NOT_TRACK := True
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export WINEMEUP_TRAIN_MODEL_STORE ?= $(BENTOML_HOME)
+export PATH := $(CURDIR)/$(TOOLS):$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets with a one-line description each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---- set-up ---------------------------------------------------------------------------------
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.12)")'
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create the virtual environment and install the pinned Python packages
+
+.PHONY: system-packages
+system-packages: ## Install missing Debian packages (redis-server, prometheus, wrk, chromium)
+	@bash scripts/install-system-packages.sh
+
+.PHONY: k8s-tools
+k8s-tools: ## Install helm, kubectl and checkov into .tools/ and .venv-checkov/
+	@bash scripts/install-k8s-tools.sh
+
+.PHONY: setup
+setup: venv system-packages k8s-tools ## Install everything the project needs (idempotent)
+
+.PHONY: data
+data: venv ## Download and verify the UCI Wine Quality data (skipped when present and valid)
+	$(BIN)/python -m training download
+
+# ---- main jobs ------------------------------------------------------------------------------
+
+.PHONY: train
+train: venv ## Train the seven models into the model store and write reports/ (full mode)
+	$(BIN)/python -m training train
+
+.PHONY: train-fast
+train-fast: venv ## Train the seven models quickly (few trials, one CV repeat)
+	$(BIN)/python -m training train --fast
+
+.PHONY: run
+run: setup ## Start the local stack: train if needed, runners, Redis, router :8000, UI :8501, Prometheus :9090
+	$(BIN)/python -m services.stack
+
+.PHONY: run-inline
+run-inline: setup ## Start the stack with every model inline in the router (no runner processes)
+	WINEMEUP_STACK_PLACEMENT=inline $(BIN)/python -m services.stack
+
+.PHONY: bentos
+bentos: venv ## Build the seven runner bentos (winemeup-runner-<model>) from the model store
+	bash bentos/build.sh
+
+.PHONY: bench
+bench: setup ## Benchmark the router against the FastAPI and BentoML-depends baselines
+	$(BIN)/python -m benchmarks
+
+# ---- tests and checks -----------------------------------------------------------------------
+
+.PHONY: test
+test: setup ## Run every test: unit, integration, UI and chart checks (e2e skips without a cluster)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Run the unit tests only
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: setup ## Run the integration tests (real runners, Redis, router)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: test-ui
+test-ui: setup ## Run the UI tests (Streamlit AppTest and headless Chromium)
+	$(BIN)/python -m pytest tests/ui $(PYTEST_ARGS)
+
+.PHONY: test-chart
+test-chart: setup ## Run the Helm chart checks (lint, render, validate, checkov, promtool)
+	$(BIN)/python -m pytest tests/chart $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## Lint and check formatting with ruff, type-check with mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy winemeup training services ui
+
+.PHONY: format
+format: venv ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# ---- Kubernetes -----------------------------------------------------------------------------
+
+.PHONY: manifests
+manifests: k8s-tools ## Regenerate k8s/manifests/ from the chart's default values
+	bash k8s/render-manifests.sh
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster with ingress-nginx and kube-prometheus-stack (needs docker + kind)
+	bash k8s/kind-up.sh
+
+.PHONY: kind-deploy
+kind-deploy: bentos ## Build and load the images into kind and install the chart
+	bash k8s/kind-deploy.sh
+
+.PHONY: e2e
+e2e: venv ## Run the end-to-end tests against the kind cluster
+	$(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	bash k8s/kind-down.sh
+
+.PHONY: clean
+clean: ## Remove run state, caches and reports (keeps the venv and the model store)
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache reports
