@@ -1,0 +1,32 @@
+"""Settings of the benchmark run (environment prefix ``WINEMEUP_BENCH_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BenchSettings(BaseSettings):
+    """How long and how hard each scenario runs, and where the pieces are."""
+
+    model_config = SettingsConfigDict(env_prefix="WINEMEUP_BENCH_", extra="ignore")
+
+    model_store: Path = Field(Path(".bentoml"), description="BentoML home with the trained models.")
+    duration_seconds: int = Field(10, gt=0, description="Length of one wrk run.")
+    warmup_seconds: int = Field(2, ge=0, description="Length of the unrecorded warm-up run before each.")
+    connections: int = Field(4, gt=0, description="Concurrent connections of the single-row scenarios.")
+    batch_rows: int = Field(1000, gt=0, description="Rows per request in the batch scenario.")
+    output: Path = Field(Path("docs/benchmarks.md"), description="Where the Markdown table is written.")
+    runs_dir: Path = Field(Path(".run/bench"), description="Logs and scratch files of the run.")
+
+
+class BaselineSettings(BaseSettings):
+    """Settings of the two baseline servers (they run as their own processes)."""
+
+    model_config = SettingsConfigDict(env_prefix="WINEMEUP_BASELINE_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis of the FastAPI baseline's cache.")
+    runner_url: str = Field("http://127.0.0.1:3001", description="LightGBM runner the BentoML gateway calls.")
+    model: str = Field("lightgbm", description="Model the FastAPI baseline loads in-process.")

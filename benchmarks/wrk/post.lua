@@ -1,0 +1,38 @@
+-- POSTs the JSON body in $WRK_BODY_FILE. Every "%ALC%" in it is replaced, per request, by a
+-- fresh random alcohol value, so each request is a cache miss; a body without it is sent
+-- unchanged (cache hits). Prints one JSON line of figures when done.
+local template
+local dynamic = false
+
+function init(args)
+  local file = assert(io.open(os.getenv("WRK_BODY_FILE"), "r"))
+  template = file:read("*a")
+  file:close()
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  local key = os.getenv("WRK_API_KEY")
+  if key and key ~= "" then wrk.headers["X-API-Key"] = key end
+  dynamic = template:find("%ALC%", 1, true) ~= nil
+  if not dynamic then wrk.body = template end
+  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+end
+
+local function alcohol()
+  return string.format("%.9f", 8.5 + math.random() * 5.5)
+end
+
+function request()
+  if dynamic then
+    return wrk.format(nil, nil, nil, (template:gsub("%%ALC%%", alcohol)))
+  end
+  return wrk.format()
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f,' ..
+    '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"status_errors":%d,"timeouts":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.mean,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
