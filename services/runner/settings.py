@@ -20,6 +20,11 @@ class RunnerSettings(BaseSettings):
     model: str = Field(description="Name of the model to serve (one of the seven families).")
     version: str | None = Field(None, description="Model store version to serve; unset means latest.")
     batch_max_rows: int = Field(10_000, gt=0, description="Most rows one batch call may carry.")
+    workers: int = Field(1, gt=0, description="BentoML worker processes (each loads the model).")
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, description="BentoML traffic.timeout: longest a request may take, in seconds."
+    )
+    access_log: bool = Field(False, description="Log every request (BentoML access log).")
 
     @field_validator("model")
     @classmethod

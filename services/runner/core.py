@@ -1,0 +1,179 @@
+"""The runner's pure core: checks requests and turns them into model calls.
+
+Imports neither BentoML nor a web framework; :mod:`services.runner.service` is the thin
+BentoML adapter around :class:`ModelServer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from services.runner.errors import (
+    BatchTooLargeError,
+    InvalidFeaturesError,
+    InvalidRowsError,
+    ModelNotLoadedError,
+)
+from winemeup.runtimes import ModelRuntime
+from winemeup.schema import SCHEMA, FieldError, quality_grade
+
+logger = logging.getLogger(__name__)
+
+WIDTH = len(SCHEMA)
+
+
+def check_rows(rows: Any, max_rows: int) -> np.ndarray:
+    """The model-input matrix of a batch; raise a typed error naming the first problem rows.
+
+    ``rows`` must be a list of lists of ``WIDTH`` finite numbers, at most ``max_rows`` long.
+    An empty batch is valid and yields a (0, WIDTH) matrix.
+    """
+    if not isinstance(rows, Sequence) or isinstance(rows, str | bytes):
+        raise InvalidRowsError("rows must be a list of rows", [FieldError("rows", "must be a list")])
+    if len(rows) > max_rows:
+        raise BatchTooLargeError(
+            f"batch of {len(rows)} rows exceeds batch_max_rows={max_rows}",
+            [FieldError("rows", f"at most {max_rows} rows per call, got {len(rows)}")],
+        )
+    errors: list[FieldError] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Sequence) or isinstance(row, str | bytes):
+            errors.append(FieldError(f"rows[{i}]", f"must be a list of {WIDTH} numbers"))
+        elif len(row) != WIDTH:
+            errors.append(FieldError(f"rows[{i}]", f"must have {WIDTH} values (schema order), got {len(row)}"))
+        if len(errors) >= 10:
+            break
+    if errors:
+        raise InvalidRowsError(f"rows must each hold {WIDTH} numbers", errors)
+    try:
+        matrix = np.array(rows, dtype=np.float64).reshape(len(rows), WIDTH)
+    except (TypeError, ValueError) as e:
+        raise InvalidRowsError("rows must hold numbers only", [FieldError("rows", str(e))]) from e
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        bad = np.argwhere(~finite)[:10]
+        raise InvalidRowsError(
+            "rows must hold finite numbers (no NaN or infinity)",
+            [
+                FieldError(f"rows[{r}][{c}]", f"{SCHEMA.names[c]} must be finite, got {float(matrix[r, c])}")
+                for r, c in bad
+            ],
+        )
+    return matrix
+
+
+def check_features(features: Any) -> list[float]:
+    """The model-input row of one instance (API names or training headers); typed error otherwise."""
+    row, errors = SCHEMA.check(features, prefix="features.")
+    if errors:
+        raise InvalidFeaturesError("; ".join(f"{e.field}: {e.problem}" for e in errors), errors)
+    return row
+
+
+class ModelServer:
+    """One model behind the runner's three operations: batch scores, one score, metadata.
+
+    The model is loaded by ``loader`` (e.g. ``lambda: load_runtime(name, version)``) either
+    now (``load()``) or in a background thread (``load_in_background()``) so that the server
+    can answer liveness while a large model is still loading; ``ready`` says whether it is in.
+    """
+
+    def __init__(self, model: str, loader: Callable[[], ModelRuntime], batch_max_rows: int):
+        self.model = model
+        self.batch_max_rows = batch_max_rows
+        self._loader = loader
+        self._runtime: ModelRuntime | None = None
+        self.load_error: BaseException | None = None
+        self._done = threading.Event()
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the model now; keep the error (and re-raise it) if that fails."""
+        try:
+            runtime = self._loader()
+            # One warm-up call so the first request does not pay lazy initialisation.
+            runtime.predict(np.array([SCHEMA.encode(SCHEMA.example())]))
+            self._runtime = runtime
+            logger.info(
+                "loaded model %s:%s (%s) in %.2f s",
+                runtime.info.name,
+                runtime.info.version,
+                runtime.info.framework,
+                runtime.info.load_seconds,
+            )
+        except BaseException as e:
+            self.load_error = e
+            logger.exception("could not load model %s", self.model)
+            raise
+        finally:
+            self._done.set()
+
+    def load_in_background(self) -> threading.Thread:
+        """Start loading in a daemon thread; ``ready`` turns true when it is done."""
+
+        def run() -> None:
+            try:
+                self.load()
+            except BaseException:  # logged in load(); liveness reports it
+                pass
+
+        thread = threading.Thread(target=run, name=f"load-{self.model}", daemon=True)
+        thread.start()
+        return thread
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until loading finished (successfully or not); False on timeout."""
+        return self._done.wait(timeout)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded and requests can be served."""
+        return self._runtime is not None
+
+    @property
+    def failed(self) -> bool:
+        """Whether loading failed (the process should be restarted)."""
+        return self.load_error is not None
+
+    @property
+    def runtime(self) -> ModelRuntime:
+        """The loaded runtime; :class:`ModelNotLoadedError` while it is not."""
+        if self._runtime is None:
+            if self.load_error is not None:
+                raise ModelNotLoadedError(f"model {self.model} failed to load: {self.load_error}")
+            raise ModelNotLoadedError(f"model {self.model} is still loading")
+        return self._runtime
+
+    # -- operations -------------------------------------------------------------------------
+
+    def predict(self, rows: Any) -> dict[str, Any]:
+        """Scores of a batch of model-input rows: ``{"model", "model_version", "scores"}``."""
+        runtime = self.runtime
+        matrix = check_rows(rows, self.batch_max_rows)
+        scores = runtime.predict(matrix) if len(matrix) else np.empty(0)
+        return {"model": runtime.info.name, "model_version": runtime.info.version, "scores": scores.tolist()}
+
+    def predict_one(self, features: Any) -> dict[str, Any]:
+        """Score and quality grade of one instance: ``{"model", "model_version", "score", "quality"}``."""
+        runtime = self.runtime
+        row = check_features(features)
+        score = float(runtime.predict(np.array([row], dtype=np.float64))[0])
+        if not math.isfinite(score):
+            raise ValueError(f"model {runtime.info.name} returned a non-finite score {score!r}")
+        return {
+            "model": runtime.info.name,
+            "model_version": runtime.info.version,
+            "score": score,
+            "quality": quality_grade(score),
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """Identity, labels and training metadata (with its metrics) of the loaded model."""
+        return self.runtime.info.as_dict()

@@ -1,0 +1,118 @@
+"""The model runner: ONE BentoML service class that serves whichever model RunnerSettings names.
+
+Start one process per model::
+
+    WINEMEUP_RUNNER_MODEL=lightgbm BENTOML_HOME=<home> \
+        bentoml serve services.runner.service:ModelRunner --port 3001
+
+The service is named ``winemeup-runner-<model>``. It loads its model from the model store
+(``$BENTOML_HOME/models``) with :func:`winemeup.runtimes.load_runtime` in a background thread
+at start-up, so ``/livez`` answers at once and ``/readyz`` turns 200 only when the model is
+in (``/livez`` turns 503 if loading failed, so an orchestrator restarts the process).
+
+Endpoints (JSON in, JSON out): ``POST /predict``, ``POST /predict_one``, ``POST /metadata``,
+plus BentoML's ``/readyz``, ``/livez`` and ``/metrics``. Client errors answer 4xx with
+``{"error": str, "detail": [{"field", "problem"}]}``; see :mod:`services.runner.errors`.
+All logic lives in :mod:`services.runner.core`; this module only adapts it to BentoML.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import bentoml
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from services.runner.core import ModelServer
+from services.runner.errors import RunnerError
+from services.runner.settings import RunnerSettings
+from winemeup.runtimes import load_runtime
+
+logger = logging.getLogger(__name__)
+
+settings = RunnerSettings()  # type: ignore[call-arg]  # model comes from the environment
+
+
+class PredictResponse(BaseModel):
+    """Scores of a batch, one per row, in row order."""
+
+    model: str = Field(description="Model name.")
+    model_version: str = Field(description="Model store version that produced the scores.")
+    scores: list[float] = Field(description="Predicted quality score of each row.")
+
+
+class PredictOneResponse(BaseModel):
+    """Score and integer quality grade of one wine."""
+
+    model: str = Field(description="Model name.")
+    model_version: str = Field(description="Model store version that produced the score.")
+    score: float = Field(description="Predicted quality score (continuous).")
+    quality: int = Field(description="Score rounded half up and clamped to 0..10.")
+
+
+class MetadataResponse(BaseModel):
+    """What the model store records of the served model."""
+
+    name: str
+    version: str
+    framework: str
+    labels: dict[str, str]
+    metadata: dict[str, Any] = Field(description="Training metadata, including its `metrics`.")
+
+
+def _error_response(error: RunnerError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+@bentoml.service(
+    name=f"winemeup-runner-{settings.model}",
+    workers=settings.workers,
+    # The timeout middleware keeps each request alive for traffic.timeout seconds: short.
+    traffic={"timeout": settings.request_timeout_seconds},
+    # Clients built by bentoml.depends(url=...) recycle their session after max_requests and
+    # drop in-flight calls at that moment: make recycling practically never happen.
+    runner_connection={"max_requests": 1_000_000_000},
+    logging={"access": {"enabled": settings.access_log}},
+)
+class ModelRunner:
+    """Serves one model of the store: batch scores, one scored wine, and its metadata."""
+
+    def __init__(self) -> None:
+        self.server = ModelServer(
+            settings.model,
+            lambda: load_runtime(settings.model, settings.version),
+            batch_max_rows=settings.batch_max_rows,
+        )
+        self.server.load_in_background()
+
+    def __is_ready__(self) -> bool:
+        return self.server.ready
+
+    def __is_alive__(self) -> bool:
+        return not self.server.failed
+
+    @bentoml.api(route="/predict")
+    async def predict(self, rows: list[list[float]]) -> PredictResponse:
+        """Score a batch of model-input rows (12 floats in schema order, wine_type red=1.0)."""
+        try:
+            return PredictResponse.model_construct(**self.server.predict(rows))
+        except RunnerError as e:
+            return _error_response(e)  # type: ignore[return-value]
+
+    @bentoml.api(route="/predict_one")
+    async def predict_one(self, features: dict[str, Any]) -> PredictOneResponse:
+        """Score one wine given by feature name (API names or training headers)."""
+        try:
+            return PredictOneResponse.model_construct(**self.server.predict_one(features))
+        except RunnerError as e:
+            return _error_response(e)  # type: ignore[return-value]
+
+    @bentoml.api(route="/metadata")
+    async def metadata(self) -> MetadataResponse:
+        """Name, version, framework, labels and training metadata (with metrics) of the model."""
+        try:
+            return MetadataResponse.model_construct(**self.server.metadata())
+        except RunnerError as e:
+            return _error_response(e)  # type: ignore[return-value]
