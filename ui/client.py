@@ -1,0 +1,301 @@
+"""A small client of the router's REST API, with errors a person can act on.
+
+The UI talks to the router and to nothing else. Every failure becomes one of the
+:class:`RouterError` subclasses below; each carries a ``user_message`` that says what went
+wrong and what to do about it, so the app never shows a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from winemeup.schema import FieldError
+
+logger = logging.getLogger(__name__)
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+class RouterError(Exception):
+    """Base of every failure talking to the router; ``user_message`` is shown to people."""
+
+    def __init__(self, user_message: str, status: int | None = None):
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.status = status
+
+
+class RouterUnreachableError(RouterError):
+    """Nothing answers at the router URL (refused, DNS, timeout, connection dropped)."""
+
+
+class RouterAuthError(RouterError):
+    """The router refused the API key (HTTP 401 or 403)."""
+
+
+class RouterValidationError(RouterError):
+    """The router rejected the input (HTTP 422); ``details`` names each bad field."""
+
+    def __init__(self, user_message: str, details: list[FieldError], status: int = 422):
+        super().__init__(user_message, status)
+        self.details = details
+
+
+class ModelUnavailableError(RouterError):
+    """The model asked for cannot serve right now (HTTP 503)."""
+
+    def __init__(self, user_message: str, model: str | None, status: int = 503):
+        super().__init__(user_message, status)
+        self.model = model
+
+
+class RouterResponseError(RouterError):
+    """Any other unexpected answer: another status or a body that is not the documented JSON."""
+
+
+# ---- answers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer to one wine."""
+
+    model: str
+    model_version: str
+    score: float
+    quality: int
+    cached: bool
+    seconds: float
+    """Round-trip time of the HTTP call, as the UI saw it."""
+
+
+@dataclass(frozen=True)
+class ScoredInstance:
+    """One row of a batch answer."""
+
+    score: float
+    quality: int
+    cached: bool
+
+
+@dataclass(frozen=True)
+class BatchPrediction:
+    """The answer to a batch: one :class:`ScoredInstance` per instance, in order."""
+
+    model: str
+    model_version: str
+    predictions: list[ScoredInstance]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the router knows of."""
+
+    name: str
+    framework: str
+    version: str | None
+    placement: str
+    status: str
+    """``ready``, ``loading`` or ``unavailable``."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+@dataclass(frozen=True)
+class ModelsOverview:
+    """GET /v1/models: every model and which one is the default."""
+
+    default_model: str | None
+    models: list[ModelEntry]
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def get(self, name: str) -> ModelEntry | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+# ---- client -----------------------------------------------------------------------------------
+
+
+class RouterClient:
+    """Synchronous client of the router: ``predict``, ``predict_batch`` and ``models``.
+
+    Thread-safe (one ``httpx.Client`` with a connection pool), so the comparison may score one
+    wine with several models at once.
+    """
+
+    def __init__(self, base_url: str, api_key: str, timeout_seconds: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"X-API-Key": api_key, "Accept": "application/json"},
+            timeout=timeout_seconds,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> RouterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def predict(self, features: Mapping[str, Any], model: str | None = None) -> Prediction:
+        """Score one wine (API names) with ``model``, or the router's default when None."""
+        body: dict[str, Any] = {"features": dict(features)}
+        if model:
+            body["model"] = model
+        data, seconds = self._call("POST", "/v1/predict", body, model)
+        try:
+            return Prediction(
+                model=str(data["model"]),
+                model_version=str(data["model_version"]),
+                score=float(data["score"]),
+                quality=int(data["quality"]),
+                cached=bool(data["cached"]),
+                seconds=seconds,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise self._malformed("/v1/predict", data) from e
+
+    def predict_batch(
+        self, instances: Sequence[Mapping[str, Any]], model: str | None = None
+    ) -> BatchPrediction:
+        """Score several wines in one call; the router rejects the whole batch if one is invalid."""
+        body: dict[str, Any] = {"instances": [dict(i) for i in instances]}
+        if model:
+            body["model"] = model
+        data, seconds = self._call("POST", "/v1/predict/batch", body, model)
+        try:
+            predictions = [
+                ScoredInstance(float(p["score"]), int(p["quality"]), bool(p["cached"]))
+                for p in data["predictions"]
+            ]
+            result = BatchPrediction(str(data["model"]), str(data["model_version"]), predictions, seconds)
+        except (KeyError, TypeError, ValueError) as e:
+            raise self._malformed("/v1/predict/batch", data) from e
+        if len(result.predictions) != len(instances):
+            raise RouterResponseError(
+                f"The router answered {len(result.predictions)} predictions for {len(instances)} wines."
+            )
+        return result
+
+    def models(self) -> ModelsOverview:
+        """The models the router serves, their status and training metrics, and the default."""
+        data, _ = self._call("GET", "/v1/models", None, None)
+        try:
+            return parse_models(data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise self._malformed("/v1/models", data) from e
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, model: str | None
+    ) -> tuple[Any, float]:
+        started = time.perf_counter()
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.TimeoutException as e:
+            raise RouterUnreachableError(
+                f"The router at {self.base_url} did not answer within {self.timeout_seconds:g} s. "
+                "It may be overloaded or still starting; try again, or raise WINEMEUP_UI_TIMEOUT_SECONDS."
+            ) from e
+        except httpx.HTTPError as e:
+            raise RouterUnreachableError(
+                f"Cannot reach the router at {self.base_url} ({_reason(e)}). Check that it is running "
+                "and that WINEMEUP_UI_ROUTER_URL points at it."
+            ) from e
+        seconds = time.perf_counter() - started
+        if response.status_code >= 400:
+            raise self._error(response, model)
+        try:
+            return response.json(), seconds
+        except ValueError as e:
+            raise RouterResponseError(
+                f"The router answered {path} with something that is not JSON (HTTP {response.status_code}).",
+                response.status_code,
+            ) from e
+
+    def _error(self, response: httpx.Response, model: str | None) -> RouterError:
+        status = response.status_code
+        code, message, details = _error_body(response)
+        logger.info("router answered HTTP %s (%s): %s", status, code, message)
+        if status in (401, 403):
+            return RouterAuthError(
+                f"The router refused the UI's API key (HTTP {status}: {message}). Set WINEMEUP_UI_API_KEY "
+                "to one of the keys in the router's WINEMEUP_ROUTER_API_KEYS.",
+                status,
+            )
+        if status in (400, 413, 422):
+            return RouterValidationError(f"The router rejected the input: {message}", details, status)
+        if status == 503:
+            name = model or "the default model"
+            return ModelUnavailableError(
+                f"Model {name} is unavailable right now ({message}). Pick another model, or try again "
+                "once it is ready (see the Models tab).",
+                model,
+                status,
+            )
+        return RouterResponseError(f"The router answered HTTP {status}: {message}", status)
+
+    def _malformed(self, path: str, data: Any) -> RouterResponseError:
+        logger.warning("unexpected body from %s: %.300r", path, data)
+        return RouterResponseError(f"The router's answer to {path} does not have the expected shape.")
+
+
+def parse_models(data: Any) -> ModelsOverview:
+    """A :class:`ModelsOverview` from the JSON body of GET /v1/models."""
+    items = data["models"]
+    if isinstance(items, Mapping):  # also accept {"name": {...}}
+        items = [{"name": name, **entry} for name, entry in items.items()]
+    models = [
+        ModelEntry(
+            name=str(item["name"]),
+            framework=str(item.get("framework", "")),
+            version=None if item.get("version") is None else str(item["version"]),
+            placement=str(item.get("placement", "")),
+            status=str(item.get("status", "unknown")),
+            metrics=dict(item.get("metrics") or {}),
+        )
+        for item in items
+    ]
+    default = data.get("default_model", data.get("default"))
+    return ModelsOverview(default_model=None if default is None else str(default), models=models)
+
+
+def _error_body(response: httpx.Response) -> tuple[str, str, list[FieldError]]:
+    """``(code, message, details)`` of the router's JSON error body, tolerant of other bodies."""
+    try:
+        error = response.json()["error"]
+        details = [
+            FieldError(str(d.get("field", "")), str(d.get("problem", ""))) for d in error.get("details") or []
+        ]
+        return str(error.get("code", "")), str(error.get("message", "")), details
+    except (ValueError, KeyError, TypeError, AttributeError):
+        text = response.text.strip().replace("\n", " ")[:200]
+        return "", text or response.reason_phrase, []
+
+
+def _reason(error: httpx.HTTPError) -> str:
+    text = str(error) or type(error).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused"
+    return text

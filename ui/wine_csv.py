@@ -1,0 +1,255 @@
+"""Reading a wine maker's CSV file into validated instances, row by row.
+
+Pure: no Streamlit, no HTTP. Two layouts are accepted:
+
+* the UCI layout: ``;``-separated, quoted training headers (``"fixed acidity"``, ``"pH"``),
+  with or without a ``quality`` column;
+* API names (``fixed_acidity``, ``ph``), ``,``-separated.
+
+A ``wine_type`` column (``red``/``white``) is optional: without it every row gets the wine
+type the person chose for the whole file. Columns are matched through
+:data:`winemeup.schema.SCHEMA`; unknown columns are kept for the download but not sent. Every
+bad row is reported by its row number (1 = first data row) and field; none is dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+from winemeup.schema import SCHEMA, TARGET, WINE_TYPES
+
+WINE_TYPE = "wine_type"
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+class CsvFormatError(ValueError):
+    """The file as a whole cannot be read (empty, no header, required columns missing)."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row of the file cannot be scored."""
+
+    row: int
+    """Data row number, 1 for the first row under the header."""
+    line: int
+    """Line number in the file (the header is line 1)."""
+    field: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class WineRow:
+    """One valid row: the instance sent to the router (API names) and what came with it."""
+
+    row: int
+    line: int
+    instance: dict[str, float | str]
+    quality: float | None
+    cells: dict[str, str]
+    """The row's original cells by original column name (kept for the download)."""
+
+
+@dataclass
+class ParsedCsv:
+    """A file read and checked: the good rows, the problems and what the header held."""
+
+    rows: list[WineRow]
+    problems: list[RowProblem]
+    columns: list[str]
+    """The original column names, in file order."""
+    delimiter: str
+    has_wine_type: bool
+    has_quality: bool
+    ignored_columns: list[str] = field(default_factory=list)
+    total_rows: int = 0
+
+    @property
+    def bad_rows(self) -> list[int]:
+        """Row numbers with at least one problem, ascending."""
+        return sorted({p.row for p in self.problems})
+
+
+def decode(data: bytes | str) -> str:
+    """Text of an uploaded file: UTF-8 (with or without BOM), else Latin-1."""
+    if isinstance(data, str):
+        return data.lstrip("\ufeff")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """``;`` (UCI), tab or ``,``: whichever the header line uses."""
+    for candidate in (";", "\t"):
+        if candidate in header_line:
+            return candidate
+    return ","
+
+
+def column_name(header: str) -> str | None:
+    """The API name (or ``quality``) a column header stands for, or None when unknown.
+
+    Exact API names and training headers first, then a lenient match that ignores case,
+    surrounding spaces and ``_`` vs space (``Fixed Acidity``, ``PH``).
+    """
+    cleaned = header.strip().strip('"').strip()
+    if cleaned == TARGET:
+        return TARGET
+    exact = SCHEMA.canonical_name(cleaned)
+    if exact is not None:
+        return exact
+    folded = _fold(cleaned)
+    if folded == TARGET:
+        return TARGET
+    for feature in SCHEMA.features:
+        if folded in (_fold(feature.name), _fold(feature.header)):
+            return feature.name
+    return None
+
+
+def parse_wine_csv(data: bytes | str, wine_type: str | None = None) -> ParsedCsv:
+    """Read and check a CSV file; ``wine_type`` applies to every row when there is no such column.
+
+    Raises :class:`CsvFormatError` when the file as a whole is unusable; problems of single
+    rows are collected in :attr:`ParsedCsv.problems` and those rows left out of ``rows``.
+    """
+    if wine_type is not None and wine_type not in WINE_TYPES:
+        raise ValueError(f"wine_type must be one of {WINE_TYPES}, got {wine_type!r}")
+    text = decode(data)
+    lines = text.splitlines()
+    header_index = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if header_index is None:
+        raise CsvFormatError("The file is empty: expected a header line and at least one row.")
+    delimiter = sniff_delimiter(lines[header_index])
+    reader = csv.reader(io.StringIO("\n".join(lines[header_index:])), delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    mapping = _map_columns(header, wine_type)
+
+    parsed = ParsedCsv(
+        rows=[],
+        problems=[],
+        columns=header,
+        delimiter=delimiter,
+        has_wine_type=WINE_TYPE in mapping.values(),
+        has_quality=TARGET in mapping.values(),
+        ignored_columns=[h for i, h in enumerate(header) if i not in mapping],
+    )
+    row_number = 0
+    for offset, cells in enumerate(reader):
+        line = header_index + offset + 2
+        if not any(c.strip() for c in cells):
+            continue
+        row_number += 1
+        problems, row = _read_row(cells, header, mapping, wine_type, delimiter, row_number, line)
+        if problems:
+            parsed.problems.extend(problems)
+        elif row is not None:
+            parsed.rows.append(row)
+    parsed.total_rows = row_number
+    if row_number == 0:
+        raise CsvFormatError("The file has a header but no data rows.")
+    return parsed
+
+
+def _fold(name: str) -> str:
+    return re.sub(r"[\s_]+", " ", name.strip().lower())
+
+
+def _map_columns(header: list[str], wine_type: str | None) -> dict[int, str]:
+    """Column index -> API name (or ``quality``); raise when the header cannot work."""
+    mapping: dict[int, str] = {}
+    seen: dict[str, str] = {}
+    for index, name in enumerate(header):
+        canonical = column_name(name)
+        if canonical is None:
+            continue
+        if canonical in seen:
+            raise CsvFormatError(
+                f"Columns '{seen[canonical]}' and '{name}' both mean {canonical}: keep one of them."
+            )
+        seen[canonical] = name
+        mapping[index] = canonical
+    missing = [f.header for f in SCHEMA.measurements if f.name not in seen]
+    if missing:
+        unknown = [h for i, h in enumerate(header) if i not in mapping]
+        hint = f" Columns not recognised: {', '.join(repr(u) for u in unknown)}." if unknown else ""
+        raise CsvFormatError(
+            f"Missing column(s): {', '.join(missing)}. Expected the UCI headers "
+            f"(e.g. 'fixed acidity', 'pH') or the API names (e.g. fixed_acidity, ph).{hint}"
+        )
+    if WINE_TYPE not in seen and wine_type is None:
+        raise CsvFormatError("The file has no wine_type column: choose red or white for the whole file.")
+    return mapping
+
+
+def _read_row(
+    cells: list[str],
+    header: list[str],
+    mapping: dict[int, str],
+    wine_type: str | None,
+    delimiter: str,
+    row_number: int,
+    line: int,
+) -> tuple[list[RowProblem], WineRow | None]:
+    if len(cells) != len(header):
+        return [
+            RowProblem(row_number, line, "(row)", f"has {len(cells)} values, the header has {len(header)}")
+        ], None
+    instance: dict[str, float | str] = {}
+    problems: list[RowProblem] = []
+    quality: float | None = None
+    unparsed: set[str] = set()
+    for index, name in mapping.items():
+        raw = cells[index].strip().strip('"').strip()
+        if name == TARGET:
+            quality = _number(raw, delimiter)
+            continue
+        if name == WINE_TYPE:
+            if raw.lower() in WINE_TYPES:
+                instance[name] = raw.lower()
+            else:
+                unparsed.add(name)
+                shown = f"'{raw}'" if raw else "empty"
+                problems.append(RowProblem(row_number, line, name, f"must be red or white, got {shown}"))
+            continue
+        if raw == "":
+            unparsed.add(name)
+            problems.append(RowProblem(row_number, line, name, "value missing"))
+            continue
+        number = _number(raw, delimiter)
+        if number is None:
+            unparsed.add(name)
+            problems.append(RowProblem(row_number, line, name, f"must be a number, got '{raw}'"))
+            continue
+        instance[name] = number
+    if WINE_TYPE not in instance and WINE_TYPE not in unparsed and wine_type is not None:
+        instance[WINE_TYPE] = wine_type
+    _, errors = SCHEMA.check(instance)
+    for error in errors:
+        if error.field in unparsed and error.problem == "field required":
+            continue
+        if unparsed and error.field == "free_sulfur_dioxide" and "must not exceed" in error.problem:
+            continue
+        problems.append(RowProblem(row_number, line, error.field, error.problem))
+    if problems:
+        return sorted(
+            problems, key=lambda p: SCHEMA.names.index(p.field) if p.field in SCHEMA.names else -1
+        ), None
+    ordered = {name: instance[name] for name in SCHEMA.names}
+    return [], WineRow(row_number, line, ordered, quality, dict(zip(header, cells, strict=True)))
+
+
+def _number(raw: str, delimiter: str) -> float | None:
+    """A float from a cell; a decimal comma (``7,4``) is accepted in ``;``-separated files."""
+    if delimiter != "," and _DECIMAL_COMMA.match(raw):
+        raw = raw.replace(",", ".")
+    try:
+        return float(raw)
+    except ValueError:
+        return None
