@@ -7,11 +7,10 @@ values are the only source of these variables (ConfigMap for settings, Secret fo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from winemeup.runtimes import MODEL_NAMES
 
@@ -73,6 +72,22 @@ class RouterSettings(BaseSettings):
         0.0, ge=0, description="Extra wait for more concurrent misses before calling a runner."
     )
     log_level: str = Field("info", description="Python log level name.")
+    inline_thread_min_rows: int = Field(
+        512,
+        gt=0,
+        description="Inline predicts of at least this many rows run in a worker thread, smaller on the loop.",
+    )
+    preload_inline_models: bool = Field(
+        True, description="Load every inline model in the background at start-up (default model first)."
+    )
+    runner_max_inflight_calls: int = Field(
+        4,
+        gt=0,
+        description="Most concurrent /predict calls to one runner; further misses queue and are batched.",
+    )
+    cache_backoff_seconds: float = Field(
+        0.5, gt=0, description="After a Redis error, serve without the cache for this long before retrying."
+    )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -99,5 +114,5 @@ class RouterSettings(BaseSettings):
         """The configured keys (admin keys also count as ordinary keys)."""
         admin_keys = _split_csv(self.admin_api_keys.get_secret_value())
         if admin:
-            return list(admin_keys)  # type: ignore[arg-type]
+            return list(admin_keys)  # type: ignore[arg-type, call-overload]
         return [*_split_csv(self.api_keys.get_secret_value()), *admin_keys]  # type: ignore[misc]

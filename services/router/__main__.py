@@ -1,0 +1,41 @@
+"""``python -m services.router``: serve the router with uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from services.router.app import create_app
+from services.router.settings import RouterSettings
+
+
+def main() -> int:
+    """Read RouterSettings from the environment and serve until stopped."""
+    try:
+        settings = RouterSettings()  # type: ignore[call-arg]
+    except Exception as e:  # a configuration error: say what, not a traceback
+        print(f"invalid router settings: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        log_level=settings.log_level.lower(),
+        timeout_keep_alive=75,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""The prediction cache: key derivation, one interface, an in-memory and a Redis backend.
+
+A key is a BLAKE2b digest of the model name, the model version and the model-input row
+packed as float64s, so a hot swap or a new model version can never serve a stale score.
+Values are the score packed as one float64.
+
+Neither backend ever fails a request: an error or a timeout is counted, logged (at most
+once per ``log_interval`` seconds) and answered as "not cached". After a Redis error the
+cache is bypassed for a short back-off, then retried, so Redis coming back is picked up
+without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from hashlib import blake2b
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from services.router import metrics
+from winemeup.schema import SCHEMA
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = b"wmu:p1:"
+_SCORE = struct.Struct("<d")
+_DIGEST_BYTES = 16
+_ROW = struct.Struct(f"<{len(SCHEMA)}d")
+
+
+class KeyMaker:
+    """Cache keys for one (model, version): a pre-seeded hash, copied per row."""
+
+    __slots__ = ("_seed", "model", "version")
+
+    def __init__(self, model: str, version: str):
+        self.model = model
+        self.version = version
+        self._seed = blake2b(digest_size=_DIGEST_BYTES, person=b"winemeup-pred")
+        # Length-prefix both names so ("ab", "c") and ("a", "bc") can never collide.
+        for part in (model.encode(), version.encode()):
+            self._seed.update(struct.pack("<I", len(part)))
+            self._seed.update(part)
+
+    def key(self, row: Sequence[float]) -> bytes:
+        """The key of one model-input row."""
+        h = self._seed.copy()
+        h.update(_ROW.pack(*row))
+        return KEY_PREFIX + h.digest()
+
+    def key_of_bytes(self, packed: bytes | memoryview) -> bytes:
+        """The key of one row already packed as little-endian float64s."""
+        h = self._seed.copy()
+        h.update(packed)
+        return KEY_PREFIX + h.digest()
+
+    def keys(self, matrix: np.ndarray) -> list[bytes]:
+        """The keys of every row of an (n, 12) float64 matrix."""
+        data = np.ascontiguousarray(matrix, dtype="<f8")
+        view = memoryview(data.tobytes())
+        width = data.shape[1] * 8
+        seed = self._seed
+        out = []
+        for start in range(0, len(view), width):
+            h = seed.copy()
+            h.update(view[start : start + width])
+            out.append(KEY_PREFIX + h.digest())
+        return out
+
+
+def pack_score(score: float) -> bytes:
+    """A score as the bytes the cache stores."""
+    return _SCORE.pack(score)
+
+
+def unpack_score(value: bytes | str | None) -> float | None:
+    """A cached score, or None for a miss or a value this version did not write."""
+    if not isinstance(value, bytes) or len(value) != 8:
+        return None
+    return float(_SCORE.unpack(value)[0])
+
+
+class PredictionCache(ABC):
+    """Scores by key. Never raises: failures are counted and read as misses."""
+
+    backend: str = "none"
+
+    @abstractmethod
+    async def get_many(self, keys: Sequence[bytes]) -> list[float | None]:
+        """The cached score of each key, None where there is none (or the cache failed)."""
+
+    @abstractmethod
+    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
+        """Store scores (with the configured TTL)."""
+
+    async def get(self, key: bytes) -> float | None:
+        """The cached score of one key."""
+        return (await self.get_many((key,)))[0]
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class MemoryLRU:
+    """A bounded LRU map with a per-entry TTL; pure, no I/O (``clock`` is injectable)."""
+
+    def __init__(self, max_entries: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
+        if max_entries <= 0:
+            raise ValueError("max_entries must be positive")
+        self.max_entries = max_entries
+        self.ttl = ttl_seconds
+        self.clock = clock
+        self._data: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: bytes) -> float | None:
+        """The live value of ``key`` (refreshing its recency), or None."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires <= self.clock():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def set(self, key: bytes, value: float) -> None:
+        """Store ``value`` for ``ttl`` seconds, evicting the least recently used beyond capacity."""
+        data = self._data
+        data[key] = (self.clock() + self.ttl, value)
+        data.move_to_end(key)
+        while len(data) > self.max_entries:
+            data.popitem(last=False)
+
+
+class MemoryCache(PredictionCache):
+    """The in-process cache used when no Redis URL is configured."""
+
+    backend = "memory"
+
+    def __init__(self, max_entries: int, ttl_seconds: float):
+        self.lru = MemoryLRU(max_entries, ttl_seconds)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[float | None]:
+        get = self.lru.get
+        return [get(k) for k in keys]
+
+    async def get(self, key: bytes) -> float | None:
+        return self.lru.get(key)
+
+    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
+        put = self.lru.set
+        for key, value in items:
+            put(key, value)
+
+
+class RateLimitedLog:
+    """Logs a warning at most once per ``interval`` seconds, counting what it swallowed."""
+
+    def __init__(self, log: logging.Logger, interval: float = 10.0):
+        self.log = log
+        self.interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += f" ({self._suppressed} similar messages suppressed)"
+        self._suppressed = 0
+        self._next = now + self.interval
+        self.log.warning(message, *args)
+
+
+class RedisCache(PredictionCache):
+    """Redis backend: MGET for lookups, a pipelined SET EX for stores, per-command timeouts."""
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        ttl_seconds: int,
+        timeout_seconds: float,
+        backoff_seconds: float = 0.5,
+        max_connections: int = 64,
+    ):
+        import redis.asyncio as redis
+
+        self.ttl = int(ttl_seconds)
+        self.backoff = backoff_seconds
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_seconds,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            health_check_interval=0,
+        )
+        self.client = redis.Redis(connection_pool=pool, retry_on_timeout=False)
+        self._bypass_until = 0.0
+        self._log = RateLimitedLog(logger)
+        self._errors = metrics.CACHE_ERRORS.labels(self.backend)
+
+    def _failed(self, op: str, error: BaseException) -> None:
+        self._errors.inc()
+        self._bypass_until = time.monotonic() + self.backoff
+        # The URL may carry a password: name the error type and message only.
+        self._log.warning(
+            "redis cache %s failed (%s: %s); serving without the cache, retrying in %.1fs",
+            op,
+            type(error).__name__,
+            error,
+            self.backoff,
+        )
+
+    @property
+    def bypassed(self) -> bool:
+        """True during the back-off after an error."""
+        return time.monotonic() < self._bypass_until
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[float | None]:
+        if self.bypassed:
+            return [None] * len(keys)
+        try:
+            values = await self.client.mget(keys)
+        except Exception as e:
+            self._failed("get", e)
+            return [None] * len(keys)
+        return [unpack_score(v) for v in values]
+
+    async def get(self, key: bytes) -> float | None:
+        if self.bypassed:
+            return None
+        try:
+            value = await self.client.get(key)
+        except Exception as e:
+            self._failed("get", e)
+            return None
+        return unpack_score(value)
+
+    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
+        if not items or self.bypassed:
+            return
+        try:
+            if len(items) == 1:
+                key, value = items[0]
+                await self.client.set(key, pack_score(value), ex=self.ttl)
+                return
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in items:
+                pipe.set(key, pack_score(value), ex=self.ttl)
+            # raise_on_error: an OOM answer to any SET counts as a cache error.
+            await pipe.execute(raise_on_error=True)
+        except Exception as e:
+            self._failed("set", e)
+
+    async def ping(self) -> bool:
+        """True when Redis answers now (for /readyz detail; never raises)."""
+        try:
+            return bool(await self.client.ping())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        try:
+            await self.client.aclose()
+        except Exception as e:  # closing a broken connection must not fail shutdown
+            logger.debug("closing redis: %s", e)
+
+
+T = TypeVar("T")
+
+
+class SingleFlight(Generic[T]):
+    """Concurrent computations of the same key share one call.
+
+    ``leader(key)`` returns None when the caller should compute the key itself (and then
+    ``resolve``/``reject`` it), or the future of the computation already in flight.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: dict[bytes, asyncio.Future[T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    def waiter(self, key: bytes) -> asyncio.Future[T] | None:
+        """The in-flight future for ``key``, if any."""
+        return self._inflight.get(key)
+
+    def claim(self, key: bytes) -> asyncio.Future[T]:
+        """Register the caller as the one computing ``key``."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        return future
+
+    def resolve(self, key: bytes, value: T) -> None:
+        future = self._inflight.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(value)
+
+    def reject(self, key: bytes, error: BaseException) -> None:
+        future = self._inflight.pop(key, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+            # Nobody may be waiting: mark the exception retrieved to avoid loop warnings.
+            future.exception()
+
+    async def run(self, key: bytes, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """Compute ``key`` once for all concurrent callers; returns (value, shared)."""
+        existing = self._inflight.get(key)
+        if existing is not None:
+            return await asyncio.shield(existing), True
+        self.claim(key)
+        try:
+            value = await compute()
+        except BaseException as e:
+            self.reject(key, e)
+            raise
+        self.resolve(key, value)
+        return value, False
+
+
+def make_cache(
+    redis_url: str | None,
+    ttl_seconds: int,
+    max_entries: int,
+    timeout_seconds: float,
+    backoff_seconds: float = 0.5,
+) -> PredictionCache:
+    """The Redis cache when a URL is set, else the in-memory LRU."""
+    if redis_url:
+        return RedisCache(redis_url, ttl_seconds, timeout_seconds, backoff_seconds)
+    return MemoryCache(max_entries, ttl_seconds)

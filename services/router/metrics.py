@@ -1,0 +1,115 @@
+"""Every Prometheus metric of the router, declared once, in its own registry.
+
+Units are in the names; labels are low-cardinality (route template, model name, placement,
+status class). Label children used on the hot path are cached so a request does not pay for
+label lookups.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2500, 5000, 10000)
+
+REQUESTS = Counter(
+    "winemeup_router_requests_total",
+    "HTTP requests answered, by route template, model and status class.",
+    ["route", "model", "status_class"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "winemeup_router_request_duration_seconds",
+    "Time from request start to response, for prediction routes, by model and placement.",
+    ["model", "placement"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CACHE_HITS = Counter(
+    "winemeup_router_cache_hits_total", "Predictions answered from the cache.", ["backend"], registry=REGISTRY
+)
+CACHE_MISSES = Counter(
+    "winemeup_router_cache_misses_total",
+    "Predictions not found in the cache.",
+    ["backend"],
+    registry=REGISTRY,
+)
+CACHE_ERRORS = Counter(
+    "winemeup_router_cache_errors_total",
+    "Cache operations that failed or timed out (the request was served without the cache).",
+    ["backend"],
+    registry=REGISTRY,
+)
+RUNNER_ERRORS = Counter(
+    "winemeup_router_runner_errors_total",
+    "Calls to a model runner that failed (connection refused, bad answer), by model.",
+    ["model"],
+    registry=REGISTRY,
+)
+RUNNER_TIMEOUTS = Counter(
+    "winemeup_router_runner_timeouts_total",
+    "Calls to a model runner that exceeded runner_timeout_seconds, by model.",
+    ["model"],
+    registry=REGISTRY,
+)
+RUNNER_CALL_ROWS = Histogram(
+    "winemeup_router_runner_call_rows",
+    "Rows sent in one runner /predict call (micro-batching gathers concurrent misses).",
+    ["model"],
+    buckets=_ROWS_BUCKETS,
+    registry=REGISTRY,
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "winemeup_router_model_load_seconds",
+    "Seconds the last load of an inline model took.",
+    ["model"],
+    registry=REGISTRY,
+)
+MODEL_READY = Gauge(
+    "winemeup_router_model_ready",
+    "1 when the model can answer now, 0 when it is loading or unavailable.",
+    ["model", "placement"],
+    registry=REGISTRY,
+)
+DEFAULT_MODEL = Gauge(
+    "winemeup_router_default_model",
+    "1 for the model currently used when a request names none, 0 for the others.",
+    ["model"],
+    registry=REGISTRY,
+)
+BATCH_ROWS = Histogram(
+    "winemeup_router_batch_rows",
+    "Instances per /v1/predict/batch request.",
+    buckets=_ROWS_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+@lru_cache(maxsize=1024)
+def request_counter(route: str, model: str, status_class: str) -> Any:
+    """The cached ``requests_total`` child for one label set."""
+    return REQUESTS.labels(route, model, status_class)
+
+
+@lru_cache(maxsize=64)
+def latency_histogram(model: str, placement: str) -> Any:
+    """The cached latency histogram child for one model and placement."""
+    return REQUEST_SECONDS.labels(model, placement)
+
+
+def set_default_model(default: str, models: list[str]) -> None:
+    """Mark ``default`` with 1 and every other model with 0."""
+    for name in models:
+        DEFAULT_MODEL.labels(name).set(1.0 if name == default else 0.0)
+
+
+def exposition() -> bytes:
+    """The Prometheus text exposition of the router's registry."""
+    return generate_latest(REGISTRY)
