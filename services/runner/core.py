@@ -6,6 +6,7 @@ BentoML adapter around :class:`ModelServer`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -46,7 +47,9 @@ def check_rows(rows: Any, max_rows: int) -> np.ndarray:
         if not isinstance(row, Sequence) or isinstance(row, str | bytes):
             errors.append(FieldError(f"rows[{i}]", f"must be a list of {WIDTH} numbers"))
         elif len(row) != WIDTH:
-            errors.append(FieldError(f"rows[{i}]", f"must have {WIDTH} values (schema order), got {len(row)}"))
+            errors.append(
+                FieldError(f"rows[{i}]", f"must have {WIDTH} values (schema order), got {len(row)}")
+            )
         if len(errors) >= 10:
             break
     if errors:
@@ -119,10 +122,9 @@ class ModelServer:
         """Start loading in a daemon thread; ``ready`` turns true when it is done."""
 
         def run() -> None:
-            try:
+            # A failure is logged by load() and reported by `failed` (liveness).
+            with contextlib.suppress(BaseException):
                 self.load()
-            except BaseException:  # logged in load(); liveness reports it
-                pass
 
         thread = threading.Thread(target=run, name=f"load-{self.model}", daemon=True)
         thread.start()

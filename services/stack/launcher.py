@@ -1,0 +1,386 @@
+"""The local stack: model store, runners, Redis, router, Prometheus and UI, started and stopped.
+
+:class:`LocalStack` is the whole of it; :mod:`services.stack.__main__` adds signals and the
+printed summary. Every child is a :class:`~services.stack.processes.ManagedProcess` logging
+to ``<run_dir>/logs/``; :meth:`LocalStack.stop` stops them in reverse start order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.runner.fleet import RunnerFleet
+from services.stack import prometheus
+from services.stack.processes import REPO_ROOT, ManagedProcess, ProcessFailedError, port_is_free, stop_all
+from services.stack.settings import StackSettings
+
+logger = logging.getLogger(__name__)
+
+SHARED_REDIS = ("127.0.0.1", 6379)
+"""Where a Redis already running on a developer machine is looked for."""
+
+
+class StackError(RuntimeError):
+    """The stack cannot start: a port is taken, training failed, a component never got ready."""
+
+
+def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a Redis answers PING on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def missing_models(store: Path, models: list[str]) -> list[str]:
+    """Models with no version in the model store of BentoML home ``store``."""
+    return [m for m in models if not any((store / "models" / m).glob("*/model.yaml"))]
+
+
+@dataclass
+class LocalStack:
+    """Everything ``make run`` starts, in order, and stops again."""
+
+    settings: StackSettings
+    api_key: str = ""
+    admin_api_key: str = ""
+    redis_url: str | None = None
+    redis_note: str = ""
+    fleet: RunnerFleet | None = None
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    started_order: list[ManagedProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.api_key = s.api_key.get_secret_value() if s.api_key else "wmu-" + secrets.token_urlsafe(18)
+        self.admin_api_key = (
+            s.admin_api_key.get_secret_value()
+            if s.admin_api_key
+            else "wmu-admin-" + secrets.token_urlsafe(18)
+        )
+
+    # -- paths and URLs ---------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.run_dir.resolve()
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def store(self) -> Path:
+        return self.settings.model_store.resolve()
+
+    def _url(self, port: int) -> str:
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
+        return f"http://{host}:{port}"
+
+    @property
+    def router_url(self) -> str:
+        return self._url(self.settings.router_port)
+
+    @property
+    def ui_url(self) -> str | None:
+        return self._url(self.settings.ui_port) if "ui" in self.processes else None
+
+    @property
+    def prometheus_url(self) -> str | None:
+        return self._url(self.settings.prometheus_port) if "prometheus" in self.processes else None
+
+    @property
+    def runner_urls(self) -> dict[str, str]:
+        return self.fleet.urls if self.fleet else {}
+
+    @property
+    def ui_enabled(self) -> bool:
+        return self.settings.ui and (REPO_ROOT / "ui" / "app.py").is_file()
+
+    @property
+    def prometheus_binary(self) -> str | None:
+        return shutil.which("prometheus") if self.settings.prometheus else None
+
+    # -- start ------------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        """Train if needed, then start every component and wait for each; stop all on failure."""
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._check_ports()
+            self.ensure_models()
+            self._start_cache()
+            if self.settings.placement == "runner":
+                self._start_runners()
+            self._start_router()
+            if self.prometheus_binary:
+                self._start_prometheus(self.prometheus_binary)
+            if self.ui_enabled:
+                self._start_ui()
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state()
+        return self
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        wanted: dict[str, int] = {"router (WINEMEUP_STACK_ROUTER_PORT)": s.router_port}
+        if s.placement == "runner":
+            for m in s.models:
+                wanted[f"runner {m} (WINEMEUP_STACK_RUNNER_BASE_PORT)"] = s.runner_port(m)
+        if self.prometheus_binary:
+            wanted["prometheus (WINEMEUP_STACK_PROMETHEUS_PORT)"] = s.prometheus_port
+        if self.ui_enabled:
+            wanted["ui (WINEMEUP_STACK_UI_PORT)"] = s.ui_port
+        taken = [f"{port} for {what}" for what, port in wanted.items() if not port_is_free(port, s.host)]
+        if taken:
+            raise StackError(
+                "ports already in use: " + "; ".join(taken) + " (stop what holds them or change the setting)"
+            )
+
+    def ensure_models(self) -> None:
+        """Run the training CLI when the model store lacks any of the models (full unless ``fast``)."""
+        s = self.settings
+        missing = missing_models(self.store, s.models)
+        if not missing:
+            logger.info("model store %s has all %d models", self.store, len(s.models))
+            return
+        log_path = self.logs_dir / "train.log"
+        mode = "fast" if s.fast else "full"
+        logger.info(
+            "model store %s lacks %s: training (%s mode), log %s", self.store, missing, mode, log_path
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "--model-store",
+            str(self.store),
+            "--data-dir",
+            str(s.data_dir.resolve()),
+            "--reports-dir",
+            str(s.reports_dir.resolve()),
+        ]
+        if s.fast:
+            argv.append("--fast")
+        started = time.monotonic()
+        proc = ManagedProcess(
+            argv=argv, log_path=log_path, env={"BENTOML_HOME": str(self.store)}, name="training"
+        )
+        self.processes["training"] = proc
+        proc.launch()
+        assert proc.process is not None
+        code = proc.process.wait()
+        del self.processes["training"]
+        if code != 0:
+            raise StackError(f"training failed with exit code {code} (log {log_path}):\n{proc.log_tail()}")
+        still = missing_models(self.store, s.models)
+        if still:
+            raise StackError(f"training finished but the store still lacks {still} (log {log_path})")
+        logger.info("trained in %.0f s", time.monotonic() - started)
+
+    def _start_cache(self) -> None:
+        s = self.settings
+        if s.cache == "memory":
+            self.redis_url, self.redis_note = None, "in-memory cache (WINEMEUP_STACK_CACHE=memory)"
+            return
+        if s.redis_url is not None:
+            self.redis_url, self.redis_note = (
+                s.redis_url.get_secret_value(),
+                "Redis from WINEMEUP_STACK_REDIS_URL",
+            )
+            return
+        if redis_answers(*SHARED_REDIS):
+            self.redis_url = f"redis://{SHARED_REDIS[0]}:{SHARED_REDIS[1]}/0"
+            self.redis_note = "Redis already running on 127.0.0.1:6379"
+            return
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if s.cache == "redis":
+                raise StackError("no Redis answers on 127.0.0.1:6379 and redis-server is not installed")
+            self.redis_url, self.redis_note = (
+                None,
+                "in-memory cache (no Redis found, redis-server not installed)",
+            )
+            return
+        port = s.redis_port
+        proc = ManagedProcess(
+            argv=[binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            log_path=self.logs_dir / "redis.log",
+            ready_check=lambda: redis_answers("127.0.0.1", port),
+            ready_timeout=20,
+            name="redis",
+        )
+        self._run(proc, "redis")
+        self.redis_url, self.redis_note = (
+            f"redis://127.0.0.1:{port}/0",
+            f"own redis-server on 127.0.0.1:{port}",
+        )
+
+    def _start_runners(self) -> None:
+        s = self.settings
+        self.fleet = RunnerFleet(
+            store=self.store,
+            run_dir=self.run_dir,
+            ports={m: s.runner_port(m) for m in s.models},
+            host=s.host,
+            ready_timeout=s.ready_timeout_seconds,
+        )
+        started = time.monotonic()
+        for model, proc in self.fleet.processes.items():
+            self.processes[f"runner-{model}"] = proc
+            self.started_order.append(proc)
+        try:
+            self.fleet.start()
+        except ProcessFailedError as e:
+            raise StackError(str(e)) from e
+        logger.info("%d runners ready in %.1f s", len(s.models), time.monotonic() - started)
+
+    def _router_env(self) -> dict[str, str]:
+        s = self.settings
+        env = {
+            "WINEMEUP_ROUTER_HOST": s.host,
+            "WINEMEUP_ROUTER_PORT": str(s.router_port),
+            "WINEMEUP_ROUTER_MODELS": ",".join(s.models),
+            "WINEMEUP_ROUTER_DEFAULT_MODEL": "lightgbm" if "lightgbm" in s.models else s.models[0],
+            "WINEMEUP_ROUTER_PLACEMENT": s.placement,
+            "WINEMEUP_ROUTER_RUNNER_URLS": json.dumps(self.runner_urls),
+            "WINEMEUP_ROUTER_MODEL_STORE": str(self.store),
+            "WINEMEUP_ROUTER_API_KEYS": self.api_key,
+            "WINEMEUP_ROUTER_ADMIN_API_KEYS": self.admin_api_key,
+            "WINEMEUP_ROUTER_LOG_LEVEL": s.log_level,
+            "BENTOML_HOME": str(self.store),
+            "BENTOML_DO_NOT_TRACK": "True",
+        }
+        if self.redis_url:
+            env["WINEMEUP_ROUTER_REDIS_URL"] = self.redis_url
+        return env
+
+    def _start_router(self) -> None:
+        proc = ManagedProcess(
+            argv=[sys.executable, "-m", "services.router"],
+            log_path=self.logs_dir / "router.log",
+            env=self._router_env(),
+            ready_url=self.router_url + "/healthz",
+            ready_timeout=self.settings.ready_timeout_seconds,
+            name="router",
+        )
+        self._run(proc, "router")
+
+    def _start_prometheus(self, binary: str) -> None:
+        s = self.settings
+        home = self.run_dir / "prometheus"
+        (home / "data").mkdir(parents=True, exist_ok=True)
+        config_path = home / "prometheus.yml"
+        host = "127.0.0.1" if s.host in ("0.0.0.0", "") else s.host
+        config = prometheus.prometheus_config(
+            f"{host}:{s.router_port}",
+            {m: f"{host}:{s.runner_port(m)}" for m in (s.models if s.placement == "runner" else [])},
+        )
+        config_path.write_text(prometheus.render(config))
+        proc = ManagedProcess(
+            argv=[
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address={s.host}:{s.prometheus_port}",
+                "--storage.tsdb.retention.time=1d",
+            ],
+            log_path=self.logs_dir / "prometheus.log",
+            ready_url=self._url(s.prometheus_port) + "/-/ready",
+            ready_timeout=s.ready_timeout_seconds,
+            name="prometheus",
+        )
+        self._run(proc, "prometheus")
+
+    def _start_ui(self) -> None:
+        s = self.settings
+        proc = ManagedProcess(
+            argv=[
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(REPO_ROOT / "ui" / "app.py"),
+                "--server.port",
+                str(s.ui_port),
+                "--server.address",
+                s.host,
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            log_path=self.logs_dir / "ui.log",
+            env={"WINEMEUP_UI_ROUTER_URL": self.router_url, "WINEMEUP_UI_API_KEY": self.api_key},
+            ready_url=self._url(s.ui_port) + "/_stcore/health",
+            ready_timeout=s.ready_timeout_seconds,
+            name="ui",
+        )
+        self._run(proc, "ui")
+
+    def _run(self, proc: ManagedProcess, key: str) -> None:
+        self.processes[key] = proc
+        self.started_order.append(proc)
+        started = time.monotonic()
+        try:
+            proc.start()
+        except ProcessFailedError as e:
+            raise StackError(str(e)) from e
+        logger.info("%s ready in %.1f s", proc.name, time.monotonic() - started)
+
+    def _write_state(self) -> None:
+        """``<run_dir>/stack.json``: URLs, key and pids of this run, for tools and tests (mode 0600)."""
+        state = {
+            "router_url": self.router_url,
+            "api_key": self.api_key,
+            "runner_urls": self.runner_urls,
+            "ui_url": self.ui_url,
+            "prometheus_url": self.prometheus_url,
+            "redis": self.redis_note,
+            "pids": {name: p.pid for name, p in self.processes.items()},
+            "launcher_pid": os.getpid(),
+        }
+        path = self.run_dir / "stack.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f, indent=2)
+
+    # -- running and stopping ---------------------------------------------------------------
+
+    def dead(self) -> list[str]:
+        """Names of started components whose process has exited."""
+        return [name for name, p in self.processes.items() if p.process is not None and not p.alive]
+
+    def stop(self) -> None:
+        """Stop every component this stack started, in reverse order; no process is left behind."""
+        training = self.processes.get("training")
+        if training is not None:
+            training.stop(self.settings.stop_timeout_seconds)
+        stop_all(self.started_order, timeout=self.settings.stop_timeout_seconds)
+        with_pids = [p for p in self.started_order if p.process is not None]
+        logger.info("stopped %d processes", len(with_pids))
+        (self.run_dir / "stack.json").unlink(missing_ok=True)
+
+    def curl_example(self) -> str:
+        """A working prediction request against this stack's router."""
+        from winemeup.schema import SCHEMA
+
+        body = json.dumps({"features": SCHEMA.example()}, separators=(",", ":"))
+        return (
+            f"curl -s {self.router_url}/v1/predict -H 'X-API-Key: {self.api_key}' "
+            f"-H 'Content-Type: application/json' -d '{body}'"
+        )
