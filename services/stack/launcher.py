@@ -203,7 +203,7 @@ class LocalStack:
                 "Redis from WINEMEUP_STACK_REDIS_URL",
             )
             return
-        if redis_answers(*SHARED_REDIS):
+        if s.reuse_redis and redis_answers(*SHARED_REDIS):
             self.redis_url = f"redis://{SHARED_REDIS[0]}:{SHARED_REDIS[1]}/0"
             self.redis_note = "Redis already running on 127.0.0.1:6379"
             return
@@ -274,7 +274,7 @@ class LocalStack:
             argv=[sys.executable, "-m", "services.router"],
             log_path=self.logs_dir / "router.log",
             env=self._router_env(),
-            ready_url=self.router_url + "/healthz",
+            ready_url=self.router_url + "/readyz",
             ready_timeout=self.settings.ready_timeout_seconds,
             name="router",
         )

@@ -62,6 +62,9 @@ class StackSettings(BaseSettings):
         "redis: the same but never memory; memory: the router's in-memory cache.",
     )
     redis_port: int = Field(16379, ge=1, le=65535, description="Port of the Redis the stack starts itself.")
+    reuse_redis: bool = Field(
+        True, description="Use a Redis already answering on 127.0.0.1:6379 before starting one."
+    )
     redis_url: SecretStr | None = Field(
         None, description="Use this Redis for the cache instead of looking for or starting one."
     )
