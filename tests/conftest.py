@@ -10,6 +10,7 @@ environment only through its settings modules.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -110,7 +111,9 @@ class ManagedProcess:
             if http_status(self.ready_url, timeout=0.5) in self.ready_statuses:
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"{self.ready_url} not ready after {timeout or self.ready_timeout}s:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"{self.ready_url} not ready after {timeout or self.ready_timeout}s:\n{self.log_tail()}"
+        )
 
     @property
     def alive(self) -> bool:
@@ -186,8 +189,18 @@ class RedisServer:
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
         self.proc = ManagedProcess(
-            argv=[binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", *self.extra_args],
+            argv=[
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *self.extra_args,
+            ],
             log_path=self.log_dir / f"redis-{self.port}.log",
         ).start()
         deadline = time.monotonic() + 10
@@ -281,7 +294,9 @@ def model_store(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
             pytest.fail(f"WINEMEUP_TEST_MODEL_STORE={reuse} holds no models/ directory")
         return path
     if not _training_available():
-        pytest.skip("training package not present yet (python -m training train) and no WINEMEUP_TEST_MODEL_STORE")
+        pytest.skip(
+            "training package not present yet (python -m training train) and no WINEMEUP_TEST_MODEL_STORE"
+        )
     root = tmp_path_factory.mktemp("model-store")
     home = root / "bentoml"
     reports = root / "reports"
@@ -290,9 +305,25 @@ def model_store(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     started = time.monotonic()
     with open(log_path, "wb") as log:
         result = subprocess.run(
-            [sys.executable, "-m", "training", "train", "--fast", "--model-store", str(home),
-             "--data-dir", str(data_dir), "--reports-dir", str(reports)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, check=False,
+            [
+                sys.executable,
+                "-m",
+                "training",
+                "train",
+                "--fast",
+                "--model-store",
+                str(home),
+                "--data-dir",
+                str(data_dir),
+                "--reports-dir",
+                str(reports),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+            check=False,
         )
     tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
     if result.returncode != 0:
@@ -314,58 +345,83 @@ class RouterHandle:
     process: ManagedProcess
     env: dict[str, str]
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until ``/readyz`` answers 200 (the default model is loaded or reachable)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if http_status(self.url + "/readyz") == 200:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.url}/readyz not 200 after {timeout}s:\n{self.process.log_tail()}")
+
     def headers(self, admin: bool = False, bearer: bool = False) -> dict[str, str]:
         """Request headers carrying the ordinary (or admin) key, as X-API-Key or Bearer."""
         key = self.admin_key if admin else self.api_key
         return {"Authorization": f"Bearer {key}"} if bearer else {"X-API-Key": key}
 
 
+def launch_router(
+    log_dir: Path, model_store: Path | None = None, ready_timeout: float = 60.0, **settings: object
+) -> RouterHandle:
+    """Start ``python -m services.router`` on a free port with fresh keys; wait for /healthz.
+
+    Keyword arguments are RouterSettings fields (``placement="runner"``, ``redis_url=...``,
+    ``runner_urls={"svr": "http://..."}``); dicts are passed as JSON, lists comma-separated,
+    None is left unset. The caller stops ``handle.process``. For module-scoped routers.
+    """
+    port = free_port()
+    api_key = "k-" + secrets.token_urlsafe(16)
+    admin_key = "a-" + secrets.token_urlsafe(16)
+    env: dict[str, str] = {
+        "WINEMEUP_ROUTER_HOST": "127.0.0.1",
+        "WINEMEUP_ROUTER_PORT": str(port),
+        "WINEMEUP_ROUTER_API_KEYS": api_key,
+        "WINEMEUP_ROUTER_ADMIN_API_KEYS": admin_key,
+        "WINEMEUP_ROUTER_LOG_LEVEL": "info",
+    }
+    if model_store is not None:
+        env["WINEMEUP_ROUTER_MODEL_STORE"] = str(model_store)
+        env["BENTOML_HOME"] = str(model_store)
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            text = json.dumps(value)
+        elif isinstance(value, list | tuple):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = str(value)
+        env[f"WINEMEUP_ROUTER_{key.upper()}"] = text
+    proc = ManagedProcess(
+        argv=[sys.executable, "-m", "services.router"],
+        log_path=log_dir / f"router-{port}.log",
+        env=env,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        ready_timeout=ready_timeout,
+    )
+    handle = RouterHandle(f"http://127.0.0.1:{port}", api_key, admin_key, proc, env)
+    try:
+        proc.start()
+    except BaseException:
+        proc.stop()
+        raise
+    return handle
+
+
 @pytest.fixture
 def router(tmp_path: Path) -> Iterator[Callable[..., RouterHandle]]:
     """Factory: ``router(model_store=..., **settings)`` starts ``python -m services.router``.
 
-    Keyword arguments are RouterSettings fields (``placement="runner"``, ``redis_url=...``,
-    ``runner_urls={"svr": "http://..."}``); dicts are passed as JSON, lists comma-separated. It listens on a free
-    port with fresh random keys and is stopped at teardown.
+    Same arguments as :func:`launch_router`; it listens on a free port with fresh random keys
+    and is stopped at teardown.
     """
-    import json
-
     handles: list[RouterHandle] = []
 
-    def start(model_store: Path | None = None, ready_timeout: float = 60.0, **settings: object) -> RouterHandle:
-        port = free_port()
-        api_key = "k-" + secrets.token_urlsafe(16)
-        admin_key = "a-" + secrets.token_urlsafe(16)
-        env: dict[str, str] = {
-            "WINEMEUP_ROUTER_HOST": "127.0.0.1",
-            "WINEMEUP_ROUTER_PORT": str(port),
-            "WINEMEUP_ROUTER_API_KEYS": api_key,
-            "WINEMEUP_ROUTER_ADMIN_API_KEYS": admin_key,
-            "WINEMEUP_ROUTER_LOG_LEVEL": "info",
-        }
-        if model_store is not None:
-            env["WINEMEUP_ROUTER_MODEL_STORE"] = str(model_store)
-            env["BENTOML_HOME"] = str(model_store)
-        for key, value in settings.items():
-            if value is None:
-                continue
-            if isinstance(value, dict):
-                text = json.dumps(value)
-            elif isinstance(value, list | tuple):
-                text = ",".join(str(v) for v in value)
-            else:
-                text = str(value)
-            env[f"WINEMEUP_ROUTER_{key.upper()}"] = text
-        proc = ManagedProcess(
-            argv=[sys.executable, "-m", "services.router"],
-            log_path=tmp_path / f"router-{port}.log",
-            env=env,
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-            ready_timeout=ready_timeout,
-        )
-        handle = RouterHandle(f"http://127.0.0.1:{port}", api_key, admin_key, proc, env)
+    def start(
+        model_store: Path | None = None, ready_timeout: float = 60.0, **settings: object
+    ) -> RouterHandle:
+        handle = launch_router(tmp_path, model_store, ready_timeout, **settings)
         handles.append(handle)
-        proc.start()
         return handle
 
     yield start

@@ -1,0 +1,53 @@
+"""One error body shape, one status per error."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from services.router import errors
+from winemeup.schema import FieldError
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (errors.MalformedRequest("x"), 400, "malformed_request"),
+        (errors.ValidationFailed([FieldError("features.ph", "must be a number")]), 422, "validation_error"),
+        (errors.Unauthenticated("x"), 401, "unauthenticated"),
+        (errors.Forbidden("x"), 403, "forbidden"),
+        (errors.RouteNotFound("x"), 404, "not_found"),
+        (errors.UnknownModel("x"), 404, "unknown_model"),
+        (errors.MethodNotAllowed("x", ["GET"]), 405, "method_not_allowed"),
+        (errors.PayloadTooLarge("x"), 413, "payload_too_large"),
+        (errors.UnsupportedMediaType("x"), 415, "unsupported_media_type"),
+        (errors.ModelUnavailable("svr", "down"), 503, "model_unavailable"),
+        (errors.NotReady("x"), 503, "not_ready"),
+        (errors.RouterError("x"), 500, "internal_error"),
+    ],
+)
+def test_status_code_and_body_shape(error: errors.RouterError, status: int, code: str) -> None:
+    assert error.status == status
+    body = orjson.loads(error.body())
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+def test_validation_error_lists_every_field() -> None:
+    details = [FieldError(f"instances[{i}].ph", "must be a number, got string") for i in range(7)]
+    body = orjson.loads(errors.ValidationFailed(details).body())["error"]
+    assert [d["field"] for d in body["details"]] == [f"instances[{i}].ph" for i in range(7)]
+    assert body["message"].startswith("7 invalid fields")
+    assert "and 2 more" in body["message"]
+
+
+def test_model_unavailable_names_the_model() -> None:
+    assert errors.ModelUnavailable("svr", "connection refused").message == (
+        "model 'svr' is unavailable: connection refused"
+    )
+
+
+def test_extra_headers() -> None:
+    assert (b"allow", b"GET, PUT") in errors.MethodNotAllowed("x", ["PUT", "GET"]).headers()
+    assert errors.Unauthenticated("x").headers()[0][0] == b"www-authenticate"
