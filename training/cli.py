@@ -1,0 +1,200 @@
+"""Command line: ``python -m training train [MODEL ...]`` and ``python -m training download``.
+
+Flags override the settings (environment prefix ``WINEMEUP_TRAIN_``). Data problems end
+with exit code 2 and a one-line message on stderr, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from training.data import DataError, ensure_data, load_wine_data
+from training.settings import FAST_CV_REPEATS, FAST_TRIALS, FULL_CV_REPEATS, FULL_TRIALS, TrainingSettings
+from winemeup.runtimes import MODEL_NAMES
+
+logger = logging.getLogger(__name__)
+
+EXIT_DATA_ERROR = 2
+EXIT_FAILURE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of both sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the WineMeUp models on the UCI Wine Quality data, or fetch that data. "
+        "Every flag overrides its setting (environment variable WINEMEUP_TRAIN_<NAME>).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train models into the model store and write the leaderboard reports",
+        description="Train models (all seven when none is named) into a BentoML model store, "
+        "evaluate them (grouped held-out test + repeated CV, and the paper-style protocol) and "
+        "write leaderboard.md/.json/.png. Known models: " + ", ".join(MODEL_NAMES) + ".",
+    )
+    train.add_argument("models", nargs="*", metavar="MODEL", help="model families to train (default: all seven)")
+    train.add_argument(
+        "--trials", type=int, default=None,
+        help=f"Optuna trials tuning LightGBM (default {FULL_TRIALS}; {FAST_TRIALS} with --fast)",
+    )
+    train.add_argument(
+        "--cv-repeats", type=int, default=None,
+        help=f"repeats of k-fold cross-validation (default {FULL_CV_REPEATS}; {FAST_CV_REPEATS} with --fast)",
+    )
+    _add_data_dir(train)
+    train.add_argument(
+        "--model-store", type=Path, default=None,
+        help="BentoML home to save the models into (models land in its models/ folder; default .bentoml)",
+    )
+    train.add_argument(
+        "--reports-dir", type=Path, default=None,
+        help="folder for leaderboard.md, leaderboard.json and leaderboard.png (default reports)",
+    )
+    train.add_argument(
+        "--fast", action="store_true", default=None,
+        help="fast mode for tests and CI: few trials, one CV repeat, fewer trees (well under 90 s)",
+    )
+    train.add_argument("--seed", type=int, default=None, help="seed of every split, search and model (default 42)")
+    train.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bars (logs still go to stderr)"
+    )
+
+    download = sub.add_parser(
+        "download",
+        help="download and verify the data only",
+        description="Make sure winequality-red.csv and winequality-white.csv are in the data folder: "
+        "download the official UCI archive when absent, and check each file's SHA-256.",
+    )
+    _add_data_dir(download)
+    return parser
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="folder with winequality-red.csv and winequality-white.csv; the official archive is "
+        "downloaded there when they are absent (default data/wine-quality)",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", default=None,
+        help="skip the SHA-256 check of the CSV files (for modified copies of the data)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
+    """Settings from the environment, overridden by every flag that was given."""
+    overrides: dict[str, Any] = {}
+    for flag, field in (
+        ("data_dir", "data_dir"),
+        ("model_store", "model_store"),
+        ("reports_dir", "reports_dir"),
+        ("trials", "trials"),
+        ("cv_repeats", "cv_repeats"),
+        ("fast", "fast"),
+        ("seed", "seed"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    if getattr(args, "no_verify", None):
+        overrides["verify_checksums"] = False
+    base = TrainingSettings()
+    # Validate the merged values (model_copy alone would not).
+    return TrainingSettings.model_validate({**base.model_dump(), **overrides})
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m training`` and ``winemeup-train``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        print(f"error: invalid setting: {problems}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    try:
+        if args.command == "download":
+            digests = ensure_data(
+                settings.data_dir, settings.download_url,
+                timeout=settings.download_timeout_seconds, verify=settings.verify_checksums,
+            )
+            for name, digest in digests.items():
+                print(f"{settings.data_dir / name}  sha256 {digest}  ok")
+            return 0
+        unknown = [m for m in args.models if m not in MODEL_NAMES]
+        if unknown:
+            print(f"error: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_NAMES)}",
+                  file=sys.stderr)
+            return EXIT_DATA_ERROR
+        return _train(settings, args.models, progress=not args.no_progress)
+    except DataError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+
+
+def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool) -> int:
+    # BENTOML_HOME must be set before bentoml is imported: do it first.
+    from training.store import ModelStoreError, save_model, use_model_store, verify_round_trip
+
+    started = time.perf_counter()
+    try:
+        home = use_model_store(settings.model_store)
+    except ModelStoreError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILURE
+    data = load_wine_data(
+        settings.data_dir, settings.download_url,
+        timeout=settings.download_timeout_seconds, verify=settings.verify_checksums,
+    )
+
+    from training.pipeline import model_labels, model_metadata, run_training
+    from training.reports import write_reports
+
+    run = run_training(data, settings, models, progress=progress)
+    paths = write_reports(run, settings.reports_dir)
+    labels = model_labels(run)
+    test_rows = data.X[run.test_index]
+    saved: list[str] = []
+    try:
+        for result in run.results:
+            if not result.saved:
+                continue
+            tag = save_model(result.name, result.estimator, labels=labels, metadata=model_metadata(result, run))
+            verify_round_trip(tag, test_rows, result.test_predictions)
+            saved.append(tag)
+    except ModelStoreError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+    print(f"model store: {home / 'models'}")
+    print(f"{'model':<24}{'tag':<46}{'cv rmse':>9}{'test rmse':>11}{'test mae':>10}{'seconds':>9}")
+    tags = {t.partition(':')[0]: t for t in saved}
+    for r in run.results:
+        print(
+            f"{r.name:<24}{tags.get(r.name, '(reference, not saved)'):<46}"
+            f"{r.cv.metrics['overall']['rmse']:>9.4f}{r.test['overall']['rmse']:>11.4f}"
+            f"{r.test['overall']['mae']:>10.4f}{r.total_seconds:>9.1f}"
+        )
+    print(f"reports: {', '.join(str(p) for p in paths.values())}")
+    print(f"done in {time.perf_counter() - started:.1f} s ({run.mode} mode)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""The seven model families: their estimators, hyper-parameters and LightGBM's Optuna search.
+
+Every family is ONE combined model over red and white wines with ``wine_type`` as a feature,
+fitted on float64 arrays in schema order (``SCHEMA.names``), so that a runtime's 12-column
+rows match. Hyper-parameters are plain JSON-serialisable dicts: they go into the model
+store's metadata as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from training.evaluation import Fold
+from winemeup.runtimes import FRAMEWORK_OF_MODEL, MODEL_NAMES
+
+logger = logging.getLogger(__name__)
+
+UNTUNED_LIGHTGBM = "lightgbm_untuned"
+"""Reference row: LightGBM with its default parameters, evaluated but not saved."""
+
+EVALUATED_MODELS = (*MODEL_NAMES, UNTUNED_LIGHTGBM)
+"""Everything the leaderboard shows, in order."""
+
+
+def framework_of(name: str) -> str:
+    """The framework label of a model family (``lightgbm_untuned`` is LightGBM)."""
+    return "lightgbm" if name == UNTUNED_LIGHTGBM else FRAMEWORK_OF_MODEL[name]
+
+
+def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
+    """Hyper-parameters of a family (LightGBM: the untuned defaults, the tuning's first trial)."""
+    if name in ("lightgbm", UNTUNED_LIGHTGBM):
+        # LightGBM's own defaults, spelled out so that the metadata records them.
+        return {
+            "n_estimators": 100,
+            "learning_rate": 0.1,
+            "num_leaves": 31,
+            "min_child_samples": 20,
+            "subsample": 1.0,
+            "subsample_freq": 0,
+            "colsample_bytree": 1.0,
+            "reg_alpha": 0.0,
+            "reg_lambda": 0.0,
+            "random_state": seed,
+            "n_jobs": n_jobs,
+            "verbose": -1,
+        }
+    if name == "xgboost":
+        return {
+            "n_estimators": 150 if fast else 800,
+            "learning_rate": 0.1 if fast else 0.03,
+            "max_depth": 6,
+            "min_child_weight": 1.0,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "reg_lambda": 1.0,
+            "tree_method": "hist",
+            "random_state": seed,
+            "n_jobs": n_jobs,
+        }
+    if name == "catboost":
+        return {
+            "iterations": 200 if fast else 1500,
+            "learning_rate": 0.15 if fast else 0.05,
+            "depth": 6,
+            "loss_function": "RMSE",
+            "random_seed": seed,
+            "thread_count": n_jobs,
+            "verbose": False,
+            "allow_writing_files": False,
+        }
+    if name == "random_forest":
+        return {
+            "n_estimators": 60 if fast else 300,
+            "max_features": 0.33,
+            "min_samples_leaf": 1,
+            "random_state": seed,
+            "n_jobs": n_jobs,
+        }
+    if name == "extra_trees":
+        return {
+            "n_estimators": 60 if fast else 300,
+            "max_features": 0.5,
+            "min_samples_leaf": 1,
+            "random_state": seed,
+            "n_jobs": n_jobs,
+        }
+    if name == "hist_gradient_boosting":
+        return {
+            "max_iter": 150 if fast else 500,
+            "learning_rate": 0.1 if fast else 0.05,
+            "max_leaf_nodes": 31,
+            "min_samples_leaf": 10,
+            "l2_regularization": 1.0,
+            "early_stopping": False,
+            "random_state": seed,
+        }
+    if name == "svr":
+        # Cortez et al. (2009): RBF SVM on standardised inputs, C=3; gamma picked on
+        # grouped CV here instead of the paper's per-type grid search.
+        return {"C": 3.0, "epsilon": 0.1, "gamma": 0.3, "kernel": "rbf", "cache_size": 500}
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(EVALUATED_MODELS)}")
+
+
+def build_estimator(name: str, params: dict[str, Any]) -> Any:
+    """An unfitted estimator of a family with the given hyper-parameters."""
+    if name in ("lightgbm", UNTUNED_LIGHTGBM):
+        import lightgbm
+
+        return lightgbm.LGBMRegressor(**params)
+    if name == "xgboost":
+        import xgboost
+
+        return xgboost.XGBRegressor(**params)
+    if name == "catboost":
+        import catboost
+
+        return catboost.CatBoostRegressor(**params)
+    if name == "random_forest":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(**params)
+    if name == "extra_trees":
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        return ExtraTreesRegressor(**params)
+    if name == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(**params)
+    if name == "svr":
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVR
+
+        return Pipeline([("scale", StandardScaler()), ("svr", SVR(**params))])
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(EVALUATED_MODELS)}")
+
+
+def fit(name: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray) -> Any:
+    """Fit a fresh estimator of a family on float64 rows in schema order."""
+    estimator = build_estimator(name, params)
+    with warnings.catch_warnings():
+        # LightGBM/sklearn warn about missing feature names: we fit on plain arrays on purpose.
+        warnings.filterwarnings("ignore", message=".*feature names.*")
+        estimator.fit(np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return estimator
+
+
+def predict(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """Predictions of a fitted estimator as a 1-D float64 array."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*feature names.*")
+        out = estimator.predict(np.ascontiguousarray(X, dtype=np.float64))
+    return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def fit_predict(name: str, params: dict[str, Any]) -> Any:
+    """A ``(X_train, y_train, X_valid) -> predictions`` function for cross-validation."""
+
+    def run(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray) -> np.ndarray:
+        return predict(fit(name, params, X_train, y_train), X_valid)
+
+    return run
+
+
+@dataclass
+class TuningResult:
+    """What the Optuna search of LightGBM found."""
+
+    params: dict[str, Any]
+    best_cv_rmse: float
+    default_cv_rmse: float
+    trials: int
+    pruned: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "best_cv_rmse": self.best_cv_rmse,
+            "default_cv_rmse": self.default_cv_rmse,
+            "trials": self.trials,
+            "pruned": self.pruned,
+            "seconds": round(self.seconds, 2),
+            "sampler": "TPE",
+            "objective": "grouped k-fold CV RMSE on the training split",
+        }
+
+
+def tune_lightgbm(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    *,
+    trials: int,
+    fast: bool,
+    seed: int,
+    n_jobs: int,
+    show_progress: bool = True,
+) -> TuningResult:
+    """Tune an ``LGBMRegressor`` with Optuna (TPE), minimising the mean RMSE over ``folds``.
+
+    ``folds`` index the TRAINING part only. The first trial is LightGBM's defaults, so the
+    best trial's CV RMSE is never worse than the untuned model's on these folds; unpromising
+    trials are pruned fold by fold (median rule).
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = default_params("lightgbm", fast=fast, seed=seed, n_jobs=n_jobs)
+    max_trees = 300 if fast else 1500
+
+    def objective(trial: optuna.Trial) -> float:
+        params = dict(base)
+        params.update(
+            n_estimators=trial.suggest_int("n_estimators", 50, max_trees, log=True),
+            learning_rate=trial.suggest_float("learning_rate", 0.005, 0.2, log=True),
+            num_leaves=trial.suggest_int("num_leaves", 8, 256, log=True),
+            min_child_samples=trial.suggest_int("min_child_samples", 2, 60),
+            subsample=trial.suggest_float("subsample", 0.5, 1.0),
+            colsample_bytree=trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            reg_alpha=trial.suggest_float("reg_alpha", 0.0, 2.0),
+            reg_lambda=trial.suggest_float("reg_lambda", 0.0, 10.0),
+        )
+        params["subsample_freq"] = 1 if params["subsample"] < 1.0 else 0
+        scores: list[float] = []
+        for step, (train, valid) in enumerate(folds):
+            pred = predict(fit("lightgbm", params, X[train], y[train]), X[valid])
+            scores.append(float(np.sqrt(np.mean((pred - y[valid]) ** 2))))
+            trial.report(float(np.mean(scores)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(np.mean(scores))
+
+    started = time.perf_counter()
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        study_name="lightgbm",
+    )
+    tuned_keys = (
+        "n_estimators", "learning_rate", "num_leaves", "min_child_samples",
+        "subsample", "colsample_bytree", "reg_alpha", "reg_lambda",
+    )
+    study.enqueue_trial({k: base[k] for k in tuned_keys})
+    study.optimize(objective, n_trials=trials, show_progress_bar=show_progress)
+    best = dict(base)
+    best.update(study.best_params)
+    best["subsample_freq"] = 1 if best["subsample"] < 1.0 else 0
+    first = study.trials[0]
+    default_rmse = float(first.value) if first.value is not None else math.nan
+    pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    logger.info("lightgbm tuning: best CV RMSE %.4f (defaults %.4f)", study.best_value, default_rmse)
+    return TuningResult(
+        params=best,
+        best_cv_rmse=float(study.best_value),
+        default_cv_rmse=default_rmse,
+        trials=len(study.trials),
+        pruned=pruned,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,363 @@
+"""One training run: split, tune, cross-validate, fit, and describe the result of each model.
+
+This module imports no BentoML: :func:`run_training` returns fitted estimators and their
+figures; :func:`model_metadata` turns one result into the plain metadata the model store
+keeps. Saving is :mod:`training.store`'s job (called by the CLI).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import math
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from training.data import WineData
+from training.evaluation import (
+    CVResult,
+    cross_validate,
+    grouped_folds,
+    holdout_split,
+    metrics_by_type,
+    paper_folds,
+)
+from training.models import (
+    EVALUATED_MODELS,
+    UNTUNED_LIGHTGBM,
+    TuningResult,
+    default_params,
+    fit,
+    fit_predict,
+    framework_of,
+    predict,
+    tune_lightgbm,
+)
+from training.settings import TrainingSettings
+from winemeup.runtimes import MODEL_NAMES
+from winemeup.schema import SCHEMA, SCHEMA_VERSION
+
+logger = logging.getLogger(__name__)
+
+LIBRARIES = ("lightgbm", "xgboost", "catboost", "scikit-learn", "optuna", "numpy", "bentoml")
+
+PROTOCOL_NOTES = {
+    "grouped": (
+        "Held-out test split ({test_pct:.0f}%) and {repeats}x repeated {folds}-fold CV on the training "
+        "part, stratified by wine type and quality and grouped by the full feature+type row, so all "
+        "exact duplicate rows stay on one side of every split. The saved model is the one fitted on "
+        "the training part: its test figures describe exactly that model."
+    ),
+    "paper": (
+        "Paper-style protocol (Cortez et al. 2009: 20 runs of 5-fold CV, no de-duplication): "
+        "{repeats}x repeated plain shuffled {folds}-fold CV over all rows of both types. Copies of a "
+        "row can fall into both the training and the validation fold, which flatters every model; "
+        "use it only to compare with the paper."
+    ),
+}
+
+
+@dataclass
+class ModelResult:
+    """Everything one model family's evaluation and final fit produced."""
+
+    name: str
+    framework: str
+    params: dict[str, Any]
+    cv: CVResult
+    """Grouped repeated k-fold CV on the training part."""
+    paper_cv: CVResult
+    """Paper-style plain repeated k-fold over all rows."""
+    test: dict[str, dict[str, float]]
+    """Held-out test metrics per scope of the final (saved) model."""
+    fit_seconds: float
+    """Seconds to fit the final model on the training part."""
+    total_seconds: float
+    """Seconds for this model in all: tuning, both CVs, final fit and test."""
+    tuning: TuningResult | None
+    estimator: Any = field(repr=False)
+    test_predictions: np.ndarray = field(repr=False)
+
+    @property
+    def saved(self) -> bool:
+        """Whether this result is one of the seven models that go into the store."""
+        return self.name in MODEL_NAMES
+
+    def metrics(self) -> dict[str, Any]:
+        """Figures by protocol and scope: ``cv``, ``test`` (grouped) and ``paper_cv``."""
+        return {
+            "cv": plain_json(self.cv.metrics),
+            "test": plain_json(self.test),
+            "paper_cv": plain_json(self.paper_cv.metrics),
+        }
+
+
+@dataclass
+class DataSummary:
+    """What the run trained on."""
+
+    rows: dict[str, int]
+    unique_rows: dict[str, int]
+    train_rows: int
+    test_rows: int
+    sha256: dict[str, str]
+    dataset_sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": dict(self.rows),
+            "unique_rows": dict(self.unique_rows),
+            "train_rows": self.train_rows,
+            "test_rows": self.test_rows,
+            "sha256": dict(self.sha256),
+            "dataset_sha256": self.dataset_sha256,
+        }
+
+
+@dataclass
+class TrainingRun:
+    """A whole run: settings, data, protocol, and one result per evaluated model."""
+
+    started_at: str
+    mode: str
+    seed: int
+    folds: int
+    repeats: int
+    test_size: float
+    trials: int
+    data: DataSummary
+    results: list[ModelResult]
+    seconds: float = 0.0
+    test_index: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def result(self, name: str) -> ModelResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def protocol_notes(self) -> dict[str, str]:
+        values = {"test_pct": self.test_size * 100, "repeats": self.repeats, "folds": self.folds}
+        return {k: v.format(**values) for k, v in PROTOCOL_NOTES.items()}
+
+
+def summarize_data(data: WineData, train: np.ndarray, test: np.ndarray) -> DataSummary:
+    """Row counts (all and unique, per type), split sizes and checksums."""
+    rows: dict[str, int] = {}
+    unique: dict[str, int] = {}
+    for wine_type, mask in (("red", data.is_red), ("white", ~data.is_red)):
+        rows[wine_type] = int(mask.sum())
+        unique[wine_type] = int(np.unique(data.X[mask], axis=0).shape[0])
+    return DataSummary(
+        rows=rows,
+        unique_rows=unique,
+        train_rows=int(train.size),
+        test_rows=int(test.size),
+        sha256=dict(data.sha256),
+        dataset_sha256=data.dataset_sha256,
+    )
+
+
+def select_models(names: Sequence[str]) -> list[str]:
+    """Validate requested model names; all seven when none. Adds the untuned LightGBM reference
+    whenever LightGBM is trained."""
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_NAMES)}")
+    chosen = [n for n in MODEL_NAMES if n in names] if names else list(MODEL_NAMES)
+    if "lightgbm" in chosen:
+        chosen.insert(chosen.index("lightgbm") + 1, UNTUNED_LIGHTGBM)
+    return chosen
+
+
+def run_training(
+    data: WineData,
+    settings: TrainingSettings,
+    names: Sequence[str] = (),
+    *,
+    progress: bool = True,
+) -> TrainingRun:
+    """Evaluate and fit the chosen families (all seven when ``names`` is empty).
+
+    Per family: (LightGBM only) Optuna search on grouped folds of the training part; grouped
+    repeated CV on the training part; paper-style repeated CV on all rows; final fit on the
+    training part scored on the held-out test split.
+    """
+    # OpenMP libraries (LightGBM, XGBoost, HistGradientBoosting) spin-wait for their threads:
+    # on a busy 2-core machine two threads each were measured 6-30x slower than one.
+    with threadpool_limits(limits=settings.n_jobs):
+        return _run_training(data, settings, names, progress=progress)
+
+
+def _run_training(
+    data: WineData, settings: TrainingSettings, names: Sequence[str], *, progress: bool
+) -> TrainingRun:
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    chosen = select_models(names)
+    groups = data.groups()
+    strata = data.strata()
+    train, test = holdout_split(strata, groups, settings.test_size, settings.seed)
+    X_train, y_train, red_train = data.X[train], data.y[train], data.is_red[train]
+    X_test, y_test, red_test = data.X[test], data.y[test], data.is_red[test]
+    repeats = settings.n_repeats
+    cv_folds = grouped_folds(strata[train], groups[train], settings.cv_folds, repeats, settings.seed)
+    pp_folds = paper_folds(len(data), settings.cv_folds, repeats, settings.seed)
+    # The search gets its own fold seed: its folds are not the ones the CV figures come from.
+    tuning_folds = grouped_folds(strata[train], groups[train], settings.cv_folds, 1, settings.seed + 1000)[0]
+    summary = summarize_data(data, train, test)
+    logger.info(
+        "data: %d rows (%d unique), train %d, test %d, dataset sha256 %s",
+        len(data), sum(summary.unique_rows.values()), train.size, test.size, summary.dataset_sha256[:12],
+    )
+
+    results: list[ModelResult] = []
+    models_bar = tqdm(chosen, desc="models", unit="model", disable=not progress)
+    for name in models_bar:
+        models_bar.set_postfix_str(name)
+        model_started = time.perf_counter()
+        tuning: TuningResult | None = None
+        if name == "lightgbm":
+            tuning = tune_lightgbm(
+                X_train, y_train, tuning_folds,
+                trials=settings.n_trials, fast=settings.fast, seed=settings.seed,
+                n_jobs=settings.n_jobs, show_progress=progress,
+            )
+            params = tuning.params
+        else:
+            params = default_params(name, fast=settings.fast, seed=settings.seed, n_jobs=settings.n_jobs)
+        runner = fit_predict(name, params)
+        cv = cross_validate(
+            runner, X_train, y_train, red_train, cv_folds, "grouped",
+            progress=_fold_bar(f"{name} grouped CV", progress),
+        )
+        paper = cross_validate(
+            runner, data.X, data.y, data.is_red, pp_folds, "paper",
+            progress=_fold_bar(f"{name} paper CV", progress),
+        )
+        fit_started = time.perf_counter()
+        estimator = fit(name, params, X_train, y_train)
+        fit_seconds = time.perf_counter() - fit_started
+        test_pred = predict(estimator, X_test)
+        result = ModelResult(
+            name=name,
+            framework=framework_of(name),
+            params=params,
+            cv=cv,
+            paper_cv=paper,
+            test=metrics_by_type(y_test, test_pred, red_test),
+            fit_seconds=fit_seconds,
+            total_seconds=time.perf_counter() - model_started,
+            tuning=tuning,
+            estimator=estimator,
+            test_predictions=test_pred,
+        )
+        logger.info(
+            "%s: grouped CV RMSE %.4f, test RMSE %.4f, paper CV MAE %.4f (%.1f s)",
+            name, cv.metrics["overall"]["rmse"], result.test["overall"]["rmse"],
+            paper.metrics["overall"]["mae"], result.total_seconds,
+        )
+        results.append(result)
+    return TrainingRun(
+        started_at=started_at,
+        mode="fast" if settings.fast else "full",
+        seed=settings.seed,
+        folds=settings.cv_folds,
+        repeats=repeats,
+        test_size=settings.test_size,
+        trials=settings.n_trials,
+        data=summary,
+        results=results,
+        seconds=time.perf_counter() - started,
+        test_index=test,
+    )
+
+
+def _fold_bar(desc: str, enabled: bool) -> Callable[[Iterable[Any]], Iterable[Any]]:
+    def wrap(items: Iterable[Any]) -> Iterable[Any]:
+        return tqdm(items, desc=desc, unit="fold", leave=False, disable=not enabled)
+
+    return wrap
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a model depends on."""
+    out = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            try:
+                out[lib] = importlib.metadata.version(f"{lib}-cpu")
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def model_labels(run: TrainingRun) -> dict[str, str]:
+    """Short BentoML labels (``framework`` is added by the store adapter)."""
+    return {
+        "dataset": run.data.dataset_sha256[:12],
+        "schema": SCHEMA_VERSION,
+        "mode": run.mode,
+    }
+
+
+def model_metadata(result: ModelResult, run: TrainingRun) -> dict[str, Any]:
+    """JSON-serialisable metadata of one saved model: metrics, parameters, provenance."""
+    meta: dict[str, Any] = {
+        "metrics": result.metrics(),
+        "params": plain_json(result.params),
+        "feature_schema_version": SCHEMA_VERSION,
+        "feature_order": list(SCHEMA.names),
+        "target": "quality",
+        "training_seconds": round(result.fit_seconds, 3),
+        "evaluation_seconds": round(result.total_seconds, 3),
+        "trained_at": run.started_at,
+        "mode": run.mode,
+        "seed": run.seed,
+        "protocol": {
+            "cv": f"grouped stratified {run.folds}-fold x {run.repeats} on the training split",
+            "test": f"grouped stratified held-out split, {run.test_size:.0%} of rows",
+            "paper_cv": f"plain shuffled {run.folds}-fold x {run.repeats} over all rows (paper-style)",
+            "duplicates": "grouped protocols keep all copies of a row on one side",
+        },
+        "data": run.data.as_dict(),
+        "library_versions": library_versions(),
+    }
+    if result.tuning is not None:
+        meta["tuning"] = plain_json(result.tuning.as_dict())
+    return meta
+
+
+def plain_json(value: Any) -> Any:
+    """Plain JSON types: NaN/inf become None, numpy scalars become Python numbers, floats rounded."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    return value
+
+
+__all__ = [
+    "EVALUATED_MODELS",
+    "DataSummary",
+    "ModelResult",
+    "TrainingRun",
+    "model_labels",
+    "model_metadata",
+    "run_training",
+    "select_models",
+]

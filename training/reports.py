@@ -1,0 +1,307 @@
+"""Leaderboard reports of a training run: ``leaderboard.json``, ``leaderboard.md``, ``leaderboard.png``.
+
+The JSON is the source: the Markdown and the chart are rendered from it, so all three agree.
+Both protocols are shown, clearly labelled, beside the published SVM figures of
+Cortez et al. (2009), Table 3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from training.evaluation import PAPER_SVM, PROTOCOLS
+from training.models import UNTUNED_LIGHTGBM
+from training.pipeline import TrainingRun, plain_json as _clean
+
+logger = logging.getLogger(__name__)
+
+PAPER_SOURCE = (
+    "Cortez et al. (2009), Decision Support Systems 47(4), Table 3, SVM "
+    "(one model per wine type, 20 runs of 5-fold CV, no de-duplication)"
+)
+REPORT_FILES = ("leaderboard.json", "leaderboard.md", "leaderboard.png")
+
+
+def leaderboard(run: TrainingRun) -> dict[str, Any]:
+    """The leaderboard as plain JSON types; models ordered by grouped CV RMSE (best first)."""
+    ranked = sorted(run.results, key=lambda r: r.cv.metrics["overall"]["rmse"])
+    models = []
+    for r in ranked:
+        entry: dict[str, Any] = {
+            "name": r.name,
+            "framework": r.framework,
+            "saved": r.saved,
+            "seconds": {"total": round(r.total_seconds, 2), "final_fit": round(r.fit_seconds, 3)},
+            "params": _clean(r.params),
+            "metrics": r.metrics(),
+        }
+        if r.tuning is not None:
+            entry["tuning"] = _clean(r.tuning.as_dict())
+        models.append(entry)
+    saved = [m for m in models if m["saved"]]
+    best = saved[0]["name"] if saved else None
+    return _clean(
+        {
+            "generated_at": run.started_at,
+            "mode": run.mode,
+            "seed": run.seed,
+            "folds": run.folds,
+            "repeats": run.repeats,
+            "test_size": run.test_size,
+            "lightgbm_trials": run.trials,
+            "seconds": round(run.seconds, 1),
+            "data": run.data.as_dict(),
+            "protocols": {
+                "grouped": run.protocol_notes()["grouped"],
+                "paper": run.protocol_notes()["paper"],
+            },
+            "paper": {"source": PAPER_SOURCE, **PAPER_SVM},
+            "best_model": best,
+            "best_model_rule": "lowest overall RMSE in grouped CV on the training split (saved models only)",
+            "models": models,
+            "checks": _checks(models, best),
+        }
+    )
+
+
+def _checks(models: list[dict[str, Any]], best: str | None) -> dict[str, Any]:
+    """Did the best model beat the paper's SVM; is tuned LightGBM no worse than untuned?"""
+    by_name = {m["name"]: m for m in models}
+    out: dict[str, Any] = {}
+    if best is not None:
+        beats: dict[str, Any] = {}
+        for key, label in (("paper_cv", "paper"), ("test", "grouped_test")):
+            section: dict[str, Any] = {}
+            for wine_type, ref in PAPER_SVM.items():
+                figures = by_name[best]["metrics"][key][wine_type]
+                section[wine_type] = {
+                    "mae": figures["mae"] < ref["mae"],
+                    "acc_0_5": figures["acc_0_5"] > ref["acc_0_5"],
+                }
+            beats[label] = section
+        out["best_beats_paper_svm"] = beats
+    if "lightgbm" in by_name and UNTUNED_LIGHTGBM in by_name:
+        tuned, untuned = by_name["lightgbm"]["metrics"], by_name[UNTUNED_LIGHTGBM]["metrics"]
+        out["tuned_lightgbm_not_worse"] = {
+            key: tuned[key]["overall"]["rmse"] <= untuned[key]["overall"]["rmse"]
+            for key in ("cv", "test", "paper_cv")
+        }
+    return out
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value * 100:.1f}%" if pct else f"{value:.3f}"
+
+
+def _pm(entry: dict[str, Any], metric: str, pct: bool = False) -> str:
+    std = entry.get(f"{metric}_std")
+    if not std:
+        return _fmt(entry[metric], pct)
+    return f"{_fmt(entry[metric], pct)} ± {_fmt(std, pct)}"
+
+
+def render_markdown(board: dict[str, Any]) -> str:
+    """Human-readable leaderboard."""
+    data = board["data"]
+    lines = [
+        "# WineMeUp leaderboard",
+        "",
+        f"Run of {board['generated_at']} in **{board['mode']}** mode: seed {board['seed']}, "
+        f"{board['folds']}-fold CV x {board['repeats']} repeat(s), held-out test {board['test_size']:.0%}, "
+        f"{board['lightgbm_trials']} Optuna trials for LightGBM; {board['seconds']:.0f} s in all.",
+        "",
+        f"Data: UCI Wine Quality, red {data['rows']['red']} rows ({data['unique_rows']['red']} unique), "
+        f"white {data['rows']['white']} rows ({data['unique_rows']['white']} unique); "
+        f"training split {data['train_rows']} rows, test split {data['test_rows']} rows; "
+        f"dataset sha256 `{data['dataset_sha256'][:12]}`.",
+        "",
+        "Every model is ONE combined model over red and white wines (wine_type is a feature). "
+        "MAE is the paper's MAD; acc@T is the share of predictions within T of the true grade "
+        "(acc@0.5: the prediction rounds to the true grade). "
+        f"`{UNTUNED_LIGHTGBM}` is a reference row (LightGBM defaults), not a served model.",
+        "",
+        "## Protocols",
+        "",
+        f"- **Grouped (honest)**: {board['protocols']['grouped']}",
+        f"- **Paper-style**: {board['protocols']['paper']}",
+        "",
+        f"Best model (by {board['best_model_rule']}): **{board['best_model']}**.",
+        "",
+        "## Grouped protocol: held-out test split (what the saved models score)",
+        "",
+    ]
+    header = "| model | RMSE | MAE | R² | acc@0.5 | acc@1.0 | red MAE | red acc@0.5 | white MAE | white acc@0.5 |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    lines += [header, rule]
+    for m in board["models"]:
+        t = m["metrics"]["test"]
+        lines.append(
+            f"| {m['name']} | {_fmt(t['overall']['rmse'])} | {_fmt(t['overall']['mae'])} | "
+            f"{_fmt(t['overall']['r2'])} | {_fmt(t['overall']['acc_0_5'], True)} | "
+            f"{_fmt(t['overall']['acc_1_0'], True)} | {_fmt(t['red']['mae'])} | "
+            f"{_fmt(t['red']['acc_0_5'], True)} | {_fmt(t['white']['mae'])} | "
+            f"{_fmt(t['white']['acc_0_5'], True)} |"
+        )
+    lines += [
+        "",
+        "## Grouped protocol: repeated CV on the training split (mean ± std over repeats)",
+        "",
+        "| model | RMSE | MAE | R² | acc@0.5 | acc@1.0 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in board["models"]:
+        c = m["metrics"]["cv"]["overall"]
+        lines.append(
+            f"| {m['name']} | {_pm(c, 'rmse')} | {_pm(c, 'mae')} | {_pm(c, 'r2')} | "
+            f"{_pm(c, 'acc_0_5', True)} | {_pm(c, 'acc_1_0', True)} |"
+        )
+    lines += [
+        "",
+        "## Paper-style protocol, per wine type, beside the paper",
+        "",
+        "Plain repeated k-fold over all rows (duplicates not grouped), like the paper. "
+        "The paper row is copied from its Table 3 (SVM, one model per wine type).",
+        "",
+        "| model | red MAD | red acc@0.5 | red acc@1.0 | white MAD | white acc@0.5 | white acc@1.0 | overall RMSE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    paper = board["paper"]
+    lines.append(
+        f"| *Cortez et al. 2009, SVM* | {_fmt(paper['red']['mae'])} | {_fmt(paper['red']['acc_0_5'], True)} | "
+        f"{_fmt(paper['red']['acc_1_0'], True)} | {_fmt(paper['white']['mae'])} | "
+        f"{_fmt(paper['white']['acc_0_5'], True)} | {_fmt(paper['white']['acc_1_0'], True)} | n/a |"
+    )
+    for m in board["models"]:
+        p = m["metrics"]["paper_cv"]
+        lines.append(
+            f"| {m['name']} | {_fmt(p['red']['mae'])} | {_fmt(p['red']['acc_0_5'], True)} | "
+            f"{_fmt(p['red']['acc_1_0'], True)} | {_fmt(p['white']['mae'])} | "
+            f"{_fmt(p['white']['acc_0_5'], True)} | {_fmt(p['white']['acc_1_0'], True)} | "
+            f"{_fmt(p['overall']['rmse'])} |"
+        )
+    lines += ["", "## Grouped protocol, held-out test, per wine type", ""]
+    lines += [
+        "| model | red MAD | red acc@0.5 | red acc@1.0 | white MAD | white acc@0.5 | white acc@1.0 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in board["models"]:
+        t = m["metrics"]["test"]
+        lines.append(
+            f"| {m['name']} | {_fmt(t['red']['mae'])} | {_fmt(t['red']['acc_0_5'], True)} | "
+            f"{_fmt(t['red']['acc_1_0'], True)} | {_fmt(t['white']['mae'])} | "
+            f"{_fmt(t['white']['acc_0_5'], True)} | {_fmt(t['white']['acc_1_0'], True)} |"
+        )
+    lines += ["", "## Targets", ""]
+    checks = board["checks"]
+    beats = checks.get("best_beats_paper_svm")
+    if beats:
+        for label, title in (("paper", "paper-style protocol"), ("grouped_test", "grouped held-out test")):
+            parts = []
+            for wine_type, res in beats[label].items():
+                parts.append(
+                    f"{wine_type}: MAD {'beats' if res['mae'] else 'does NOT beat'} the paper, "
+                    f"acc@0.5 {'beats' if res['acc_0_5'] else 'does NOT beat'} the paper"
+                )
+            lines.append(f"- Best model ({board['best_model']}), {title}: " + "; ".join(parts) + ".")
+    tuned = checks.get("tuned_lightgbm_not_worse")
+    if tuned:
+        names = {"cv": "grouped CV", "test": "held-out test", "paper_cv": "paper-style CV"}
+        lines.append(
+            "- Tuned LightGBM vs untuned (overall RMSE): "
+            + "; ".join(f"{names[k]}: {'not worse' if ok else 'WORSE'}" for k, ok in tuned.items())
+            + "."
+        )
+    lines += [
+        "",
+        "## Time per model",
+        "",
+        "Total covers tuning (LightGBM), both cross-validations, the final fit and the test; "
+        "final fit is the saved model's training time.",
+        "",
+        "| model | total s | final fit s |",
+        "|---|---:|---:|",
+    ]
+    for m in board["models"]:
+        lines.append(f"| {m['name']} | {m['seconds']['total']:.1f} | {m['seconds']['final_fit']:.2f} |")
+    for m in board["models"]:
+        if m.get("tuning"):
+            tu = m["tuning"]
+            lines += [
+                "",
+                "## LightGBM tuning",
+                "",
+                f"Optuna {tu['sampler']}, {tu['trials']} trials ({tu['pruned']} pruned), objective: "
+                f"{tu['objective']} (its own fold seed). Best CV RMSE {_fmt(tu['best_cv_rmse'])} vs "
+                f"defaults {_fmt(tu['default_cv_rmse'])}; {tu['seconds']:.0f} s.",
+                "",
+                "Best parameters: "
+                + ", ".join(f"`{k}={v}`" for k, v in m["params"].items() if k not in ("n_jobs", "verbose")),
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(board: dict[str, Any], path: Path) -> None:
+    """MAE and accuracy@0.5 per model and wine type, both protocols, paper as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [m["name"] for m in board["models"]]
+    x = np.arange(len(names))
+    colors = {"red": "#8c1c2b", "white": "#d9b44a"}
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), sharex=True)
+    panels = (
+        ("paper_cv", "Paper-style CV (duplicates not grouped)"),
+        ("test", "Grouped protocol: held-out test"),
+    )
+    for row, (key, title) in enumerate(panels):
+        for col, (metric, label) in enumerate((("mae", "MAE (MAD)"), ("acc_0_5", "accuracy @ T=0.5"))):
+            ax = axes[row][col]
+            for k, wine_type in enumerate(("red", "white")):
+                values = [m["metrics"][key][wine_type][metric] for m in board["models"]]
+                ax.bar(x + (k - 0.5) * 0.38, values, 0.38, label=wine_type, color=colors[wine_type],
+                       edgecolor="black", linewidth=0.4)
+                ax.axhline(board["paper"][wine_type][metric], color=colors[wine_type], linestyle="--",
+                           linewidth=1.4, label=f"paper SVM ({wine_type})")
+            ax.set_title(f"{title}: {label}", fontsize=10)
+            ax.set_ylabel(label)
+            ax.grid(axis="y", alpha=0.3)
+            if metric == "acc_0_5":
+                ax.set_ylim(0.4, 0.8)
+            else:
+                ax.set_ylim(0.3, 0.65)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=8, ncol=2)
+    for ax in axes[1]:
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    fig.suptitle(
+        f"WineMeUp leaderboard ({board['mode']} mode, {board['generated_at']}): "
+        "combined red+white models vs Cortez et al. 2009 SVM", fontsize=11,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(run: TrainingRun, reports_dir: Path) -> dict[str, Path]:
+    """Write the three report files into ``reports_dir``; return their paths by file name."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    board = leaderboard(run)
+    paths = {name: reports_dir / name for name in REPORT_FILES}
+    paths["leaderboard.json"].write_text(json.dumps(board, indent=2, allow_nan=False) + "\n")
+    paths["leaderboard.md"].write_text(render_markdown(board))
+    render_chart(board, paths["leaderboard.png"])
+    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+__all__ = ["PROTOCOLS", "REPORT_FILES", "leaderboard", "render_chart", "render_markdown", "write_reports"]
