@@ -182,18 +182,23 @@ def render_wine(client: RouterClient, overview: ModelsOverview | None) -> None:
         with compare_col:
             compare = st.form_submit_button("Compare all models", key="compare")
 
+    if predict or compare:
+        # A result computed for another wine would be misleading beside the new one.
+        for key in (PREDICTION, COMPARISON):
+            kept = st.session_state.get(key)
+            if kept is not None and (kept[0] != features or key == (PREDICTION if predict else COMPARISON)):
+                del st.session_state[key]
     if predict:
-        st.session_state.pop(PREDICTION, None)
-        st.session_state[PREDICTION] = client.predict(features, model=model)
+        st.session_state[PREDICTION] = (features, client.predict(features, model=model))
     if compare:
-        st.session_state[COMPARISON] = compare_models(client, overview, features)
+        st.session_state[COMPARISON] = (features, compare_models(client, overview, features))
 
     prediction = st.session_state.get(PREDICTION)
-    if isinstance(prediction, Prediction):
-        render_prediction(prediction)
+    if prediction is not None and isinstance(prediction[1], Prediction):
+        render_prediction(prediction[1])
     comparison = st.session_state.get(COMPARISON)
-    if isinstance(comparison, pd.DataFrame):
-        render_comparison(comparison)
+    if comparison is not None and isinstance(comparison[1], pd.DataFrame):
+        render_comparison(comparison[1])
 
 
 def render_prediction(p: Prediction) -> None:
@@ -299,7 +304,12 @@ def render_batch(client: RouterClient, overview: ModelsOverview | None, settings
             "Model", names, index=default_index, format_func=model_label(overview), key="batch_model"
         )
     uploaded = st.file_uploader("CSV file", type=["csv", "txt"], key="batch_file")
-    pasted = st.text_area("…or paste CSV text", key="batch_text", height=150, placeholder=SAMPLE_CSV)
+    pasted = st.text_area(
+        "…or paste CSV text (an uploaded file takes precedence)",
+        key="batch_text",
+        height=150,
+        placeholder=SAMPLE_CSV,
+    )
     if st.button("Score the file", type="primary", key="score_batch"):
         data: bytes | str | None = uploaded.getvalue() if uploaded is not None else (pasted or None)
         st.session_state.pop(BATCH, None)
@@ -420,7 +430,8 @@ def render_models(overview: ModelsOverview | None) -> None:
             st.dataframe(table, hide_index=True, width="stretch", key="all_metrics")
     for m in overview.models:
         if not m.ready:
-            st.warning(f"{m.name} is {m.status}: predictions with it fail until it is ready.")
+            why = f" ({m.reason})" if m.reason else ""
+            st.warning(f"{m.name} is {m.status}{why}: predictions with it fail until it is ready.")
 
 
 # ---- page -------------------------------------------------------------------------------------

@@ -56,6 +56,10 @@ class ModelUnavailableError(RouterError):
         self.model = model
 
 
+class UnknownModelError(RouterError):
+    """The router does not serve the model asked for (HTTP 404, ``unknown_model``)."""
+
+
 class RouterResponseError(RouterError):
     """Any other unexpected answer: another status or a body that is not the documented JSON."""
 
@@ -106,6 +110,8 @@ class ModelEntry:
     status: str
     """``ready``, ``loading`` or ``unavailable``."""
     metrics: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    """Why the model is not ready, when the router says."""
 
     @property
     def ready(self) -> bool:
@@ -246,6 +252,12 @@ class RouterClient:
             )
         if status in (400, 413, 422):
             return RouterValidationError(f"The router rejected the input: {message}", details, status)
+        if status == 404 and code == "unknown_model":
+            return UnknownModelError(
+                f"The router does not serve model {model or '(default)'}: {message}. Pick one from the "
+                "model list (Refresh model list in the sidebar).",
+                status,
+            )
         if status == 503:
             name = model or "the default model"
             return ModelUnavailableError(
@@ -274,6 +286,7 @@ def parse_models(data: Any) -> ModelsOverview:
             placement=str(item.get("placement", "")),
             status=str(item.get("status", "unknown")),
             metrics=dict(item.get("metrics") or {}),
+            reason=str(item.get("reason") or ""),
         )
         for item in items
     ]

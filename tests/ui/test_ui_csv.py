@@ -74,13 +74,15 @@ def test_bad_rows_are_reported_by_row_number_and_field_not_dropped() -> None:
 
 
 def test_decimal_comma_is_accepted_in_semicolon_files() -> None:
-    parsed = parse_wine_csv(f"{UCI_HEADER}\n7,4;0,7;0;1,9;0,076;11;34;0,9978;3,51;0,56;9,4;5\n", wine_type="red")
+    parsed = parse_wine_csv(
+        f"{UCI_HEADER}\n7,4;0,7;0;1,9;0,076;11;34;0,9978;3,51;0,56;9,4;5\n", wine_type="red"
+    )
     assert parsed.problems == []
     assert parsed.rows[0].instance["density"] == pytest.approx(0.9978)
 
 
 def test_missing_and_duplicate_columns_are_file_errors() -> None:
-    with pytest.raises(CsvFormatError, match="Missing column.*alcohol.*'alcool'"):
+    with pytest.raises(CsvFormatError, match=r"Missing column.*alcohol.*'alcool'"):
         parse_wine_csv(UCI_HEADER.replace('"alcohol"', '"alcool"') + "\n" + RED_ROW + "\n", wine_type="red")
     with pytest.raises(CsvFormatError, match="both mean ph"):
         parse_wine_csv(UCI_HEADER + ";ph\n" + RED_ROW + ";3.5\n", wine_type="red")

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.ui
 
 def entry(name: str, rmse: float, r2: float, status: str = "ready") -> ModelEntry:
     scope = {"rmse": rmse, "rmse_std": 0.01, "r2": r2, "acc_0_5": 0.6, "n": 1000}
-    return ModelEntry(name, "sklearn", "v1", "inline", status,
-                      {"test": {"overall": scope, "red": scope}, "cv": {"overall": scope}})
+    return ModelEntry(
+        name,
+        "sklearn",
+        "v1",
+        "inline",
+        status,
+        {"test": {"overall": scope, "red": scope}, "cv": {"overall": scope}},
+    )
 
 
 def test_flatten_and_directions() -> None:
@@ -42,7 +48,11 @@ def test_rank_metric_prefers_held_out_overall_rmse() -> None:
 
 
 def test_leaderboard_ranks_best_first_both_ways() -> None:
-    models = [entry("svr", 0.70, 0.30), entry("catboost", 0.60, 0.45), entry("lightgbm", 0.62, 0.40, "loading")]
+    models = [
+        entry("svr", 0.70, 0.30),
+        entry("catboost", 0.60, 0.45),
+        entry("lightgbm", 0.62, 0.40, "loading"),
+    ]
     board = build_leaderboard(models, "lightgbm")
     assert board.rank_by == "test.overall.rmse"
     assert [r["model"] for r in board.rows] == ["catboost", "lightgbm", "svr"]
@@ -60,11 +70,28 @@ def test_leaderboard_without_metrics() -> None:
 
 
 def test_parse_models_body() -> None:
-    overview = parse_models({"default_model": "xgboost", "models": [
-        {"name": "xgboost", "framework": "xgboost", "version": "abc", "placement": "inline",
-         "status": "ready", "metrics": {}},
-        {"name": "svr", "framework": None, "version": None, "placement": "runner", "status": "loading"},
-    ]})
+    overview = parse_models(
+        {
+            "default_model": "xgboost",
+            "models": [
+                {
+                    "name": "xgboost",
+                    "framework": "xgboost",
+                    "version": "abc",
+                    "placement": "inline",
+                    "status": "ready",
+                    "metrics": {},
+                },
+                {
+                    "name": "svr",
+                    "framework": None,
+                    "version": None,
+                    "placement": "runner",
+                    "status": "loading",
+                },
+            ],
+        }
+    )
     assert overview.default_model == "xgboost"
     assert overview.names == ["xgboost", "svr"]
     assert overview.get("svr") is not None and not overview.get("svr").ready  # type: ignore[union-attr]

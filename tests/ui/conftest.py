@@ -1,0 +1,66 @@
+"""Fixtures of the UI tests: a real router with every model ready, and the app under AppTest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+if TYPE_CHECKING:  # the root conftest is not importable as a module at run time
+    from conftest import RouterHandle
+
+APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
+
+
+def wait_models_ready(
+    handle: RouterHandle, names: set[str] | None = None, timeout: float = 90.0
+) -> dict[str, Any]:
+    """Poll GET /v1/models until the named models (all when None) are ready; return the body."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{handle.url}/v1/models", headers=handle.headers(), timeout=5)
+        response.raise_for_status()
+        body = response.json()
+        status = {m["name"]: m["status"] for m in body["models"]}
+        wanted = names if names is not None else set(status)
+        if all(status.get(n) == "ready" for n in wanted):
+            return body
+        time.sleep(0.2)
+    raise TimeoutError(f"models not ready after {timeout}s: {body}")
+
+
+@pytest.fixture
+def models_ready() -> Callable[..., dict[str, Any]]:
+    """``models_ready(handle, names=None)``: wait until those models of a router are ready."""
+    return wait_models_ready
+
+
+@pytest.fixture
+def ready_router(router: Callable[..., RouterHandle], model_store: Path) -> RouterHandle:
+    """A router serving the seven models inline from the test model store, all loaded."""
+    handle = router(model_store=model_store)
+    wait_models_ready(handle)
+    return handle
+
+
+@pytest.fixture
+def ui_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    """Factory: the app under AppTest, configured through its WINEMEUP_UI_* environment, first run done."""
+
+    def make(router_url: str, api_key: str, **settings: object) -> AppTest:
+        monkeypatch.setenv("WINEMEUP_UI_ROUTER_URL", router_url)
+        monkeypatch.setenv("WINEMEUP_UI_API_KEY", api_key)
+        for key, value in settings.items():
+            monkeypatch.setenv(f"WINEMEUP_UI_{key.upper()}", str(value))
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return make
