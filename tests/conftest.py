@@ -427,3 +427,67 @@ def router(tmp_path: Path) -> Iterator[Callable[..., RouterHandle]]:
     yield start
     for handle in reversed(handles):
         handle.process.stop()
+
+
+# ---- helpers for assertions -------------------------------------------------------------------
+
+
+def reference_scores(
+    model_store: Path, rows: list[list[float]], models: tuple[str, ...] | None = None
+) -> dict:
+    """What ``load_runtime(name).predict(rows)`` answers for each model, computed in a
+    subprocess whose ``BENTOML_HOME`` is ``model_store`` (this process's BentoML is bound
+    to the session home)."""
+    from winemeup.runtimes import MODEL_NAMES
+
+    names = list(models or MODEL_NAMES)
+    code = (
+        "import json, sys\n"
+        "from winemeup.runtimes import load_runtime\n"
+        "req = json.load(sys.stdin)\n"
+        "print(json.dumps({m: load_runtime(m).predict(req['rows']).tolist() for m in req['models']}))\n"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(model_store), "BENTOML_DO_NOT_TRACK": "True"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps({"rows": rows, "models": names}),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"reference predictions failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0.0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+@pytest.fixture(scope="session")
+def reference_scorer() -> Callable[..., dict]:
+    """:func:`reference_scores` as a fixture (test modules cannot import this conftest)."""
+    return reference_scores
+
+
+@pytest.fixture(scope="session")
+def metric_reader() -> Callable[..., float]:
+    """:func:`metric_value` as a fixture: ``metric_reader(text, name, **labels)``."""
+    return metric_value
+
+
+@pytest.fixture(scope="session")
+def router_launcher() -> Callable[..., RouterHandle]:
+    """:func:`launch_router` as a fixture, for module-scoped routers (caller stops them)."""
+    return launch_router
