@@ -491,3 +491,14 @@ def metric_reader() -> Callable[..., float]:
 def router_launcher() -> Callable[..., RouterHandle]:
     """:func:`launch_router` as a fixture, for module-scoped routers (caller stops them)."""
     return launch_router
+
+
+def launch_redis(log_dir: Path, *extra_args: str) -> RedisServer:
+    """Start a private ``redis-server`` on a free port (the caller stops it)."""
+    return RedisServer(port=free_port(), log_dir=log_dir, extra_args=extra_args).start()
+
+
+@pytest.fixture(scope="session")
+def redis_launcher() -> Callable[..., RedisServer]:
+    """:func:`launch_redis` as a fixture, for module-scoped servers (caller stops them)."""
+    return launch_redis

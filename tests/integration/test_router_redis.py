@@ -1,0 +1,197 @@
+"""The router with its Redis cache: hits, batches, and Redis killed, full or slow mid-test."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from winemeup.schema import SCHEMA
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = SCHEMA.example()
+MODELS = ["lightgbm", "xgboost"]
+
+
+@pytest.fixture(scope="module")
+def stack(
+    model_store: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    router_launcher: Callable[..., Any],
+    redis_launcher: Callable[..., Any],
+) -> Iterator[tuple[Any, Any]]:
+    """One private Redis and one router using it (lightgbm and xgboost inline)."""
+    log_dir = tmp_path_factory.mktemp("router-redis")
+    redis = redis_launcher(log_dir)
+    handle = None
+    try:
+        handle = router_launcher(
+            log_dir,
+            model_store,
+            models=MODELS,
+            redis_url=redis.url,
+            redis_timeout_seconds=0.1,
+            cache_backoff_seconds=0.2,
+        )
+        handle.wait_ready()
+        yield handle, redis
+    finally:
+        if handle is not None:
+            handle.process.stop()
+        redis.stop()
+
+
+@pytest.fixture
+def client(stack: tuple[Any, Any]) -> Iterator[httpx.Client]:
+    router, _ = stack
+    with httpx.Client(base_url=router.url, headers=router.headers(), timeout=10) as c:
+        yield c
+
+
+def _wine(alcohol: float) -> dict[str, Any]:
+    return {"features": {**EXAMPLE, "alcohol": alcohol}}
+
+
+def _dbsize(redis: Any) -> int:
+    return int(redis.command("DBSIZE").strip().lstrip(b":"))
+
+
+def _errors(client: httpx.Client, metric_reader: Callable[..., float]) -> float:
+    return metric_reader(client.get("/metrics").text, "winemeup_router_cache_errors_total", backend="redis")
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_miss_then_hit_lands_in_redis(stack: tuple[Any, Any], client: httpx.Client) -> None:
+    _, redis = stack
+    keys_before = _dbsize(redis)
+    first = client.post("/v1/predict", json=_wine(10.5)).json()
+    second = client.post("/v1/predict", json=_wine(10.5)).json()
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert first["score"] == second["score"]
+    assert _dbsize(redis) == keys_before + 1
+    info = redis.command("INFO", "keyspace").decode()
+    keys, expires = (int(part.split("=")[1]) for part in info.split("db0:")[1].split(",")[:2])
+    assert keys == expires  # every cached score carries the TTL
+
+
+def test_batch_uses_mget_and_pipelined_sets(stack: tuple[Any, Any], client: httpx.Client) -> None:
+    _, redis = stack
+    before = _dbsize(redis)
+    instances = [_wine(11.0 + i / 1000)["features"] for i in range(20)]
+    client.post("/v1/predict", json={"features": instances[5]})
+    first = client.post("/v1/predict/batch", json={"instances": instances}).json()
+    assert [p["cached"] for p in first["predictions"]] == [i == 5 for i in range(20)]
+    assert _dbsize(redis) == before + 20
+    again = client.post("/v1/predict/batch", json={"instances": instances}).json()
+    assert all(p["cached"] for p in again["predictions"])
+    assert [p["score"] for p in again["predictions"]] == [p["score"] for p in first["predictions"]]
+
+
+def test_other_model_same_features_is_not_a_hit(client: httpx.Client) -> None:
+    client.post("/v1/predict", json=_wine(12.25))
+    other = client.post("/v1/predict", json={**_wine(12.25), "model": "xgboost"}).json()
+    assert other["model"] == "xgboost"
+    assert other["cached"] is False
+
+
+def test_concurrent_identical_misses_call_the_model_once(
+    stack: tuple[Any, Any], client: httpx.Client, metric_reader: Callable[..., float]
+) -> None:
+    router, _ = stack
+    body = orjson.dumps(_wine(13.1415))
+    headers = {**router.headers(), "Content-Type": "application/json"}
+    before = metric_reader(client.get("/metrics").text, "winemeup_router_cache_misses_total")
+    barrier = threading.Barrier(12)
+
+    def post(_: int) -> tuple[float, bool]:
+        with httpx.Client(timeout=10) as c:
+            barrier.wait()
+            r = c.post(f"{router.url}/v1/predict", content=body, headers=headers).json()
+        return r["score"], r["cached"]
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(post, range(12)))
+    assert len({s for s, _ in results}) == 1
+    assert metric_reader(client.get("/metrics").text, "winemeup_router_cache_misses_total") == before + 1
+
+
+def test_redis_killed_then_restarted(
+    stack: tuple[Any, Any], client: httpx.Client, metric_reader: Callable[..., float]
+) -> None:
+    router, redis = stack
+    errors_before = _errors(client, metric_reader)
+    redis.kill()
+    try:
+        for i in range(20):
+            started = time.monotonic()
+            r = client.post("/v1/predict", json=_wine(9.0 + i / 100))
+            assert r.status_code == 200, r.text
+            assert r.json()["cached"] is False
+            assert time.monotonic() - started < 1.0
+        assert client.get("/readyz").status_code == 200  # no Redis does not make the router unready
+        assert client.get("/readyz").json()["cache"] == {"backend": "redis", "reachable": False}
+        assert _errors(client, metric_reader) > errors_before
+    finally:
+        redis.start()
+    # Back without a router restart: after the back-off the cache stores and serves again.
+    wine = _wine(9.87654)
+
+    def cached_again() -> bool:
+        client.post("/v1/predict", json=wine)
+        return bool(client.post("/v1/predict", json=wine).json()["cached"])
+
+    assert _until(cached_again), router.process.log_tail()
+    assert "serving without the cache" in router.process.log_path.read_text()
+
+
+def test_redis_full_is_served_without_cache(
+    stack: tuple[Any, Any], client: httpx.Client, metric_reader: Callable[..., float]
+) -> None:
+    _, redis = stack
+    redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    redis.command("CONFIG", "SET", "maxmemory", "1")
+    try:
+        before = _errors(client, metric_reader)
+        r = client.post("/v1/predict", json=_wine(14.2))
+        assert r.status_code == 200 and r.json()["cached"] is False
+        assert _errors(client, metric_reader) == before + 1
+    finally:
+        redis.command("CONFIG", "SET", "maxmemory", "0")
+    wine = _wine(14.3)
+
+    def cached_again() -> bool:
+        client.post("/v1/predict", json=wine)
+        return bool(client.post("/v1/predict", json=wine).json()["cached"])
+
+    assert _until(cached_again)
+
+
+def test_redis_slow_is_a_timeout_not_a_slow_answer(
+    stack: tuple[Any, Any], client: httpx.Client, metric_reader: Callable[..., float]
+) -> None:
+    _, redis = stack
+    before = _errors(client, metric_reader)
+    redis.command("CLIENT", "PAUSE", "1500", "ALL")
+    started = time.monotonic()
+    r = client.post("/v1/predict", json=_wine(8.765))
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200 and r.json()["cached"] is False
+    assert elapsed < 0.8, f"a paused Redis held the request for {elapsed:.2f}s"
+    assert _errors(client, metric_reader) >= before + 1
+    time.sleep(1.6)  # let the pause end before the next test
