@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 WIDTH = len(SCHEMA)
 
 
+def runner_name(model: str) -> str:
+    """Service, bento and image name of a model's runner: DNS-friendly, dashes only."""
+    return f"winemeup-runner-{model.replace('_', '-')}"
+
+
 def check_rows(rows: Any, max_rows: int) -> np.ndarray:
     """The model-input matrix of a batch; raise a typed error naming the first problem rows.
 

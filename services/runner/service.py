@@ -5,7 +5,9 @@ Start one process per model::
     WINEMEUP_RUNNER_MODEL=lightgbm BENTOML_HOME=<home> \
         bentoml serve services.runner.service:ModelRunner --port 3001
 
-The service is named ``winemeup-runner-<model>``. It loads its model from the model store
+(or ``--arg model=lightgbm``; a runner bento carries its model as such an argument).
+
+The service is named ``winemeup-runner-<model>`` with dashes (``winemeup-runner-random-forest``). It loads its model from the model store
 (``$BENTOML_HOME/models``) with :func:`winemeup.runtimes.load_runtime` in a background thread
 at start-up, so ``/livez`` answers at once and ``/readyz`` turns 200 only when the model is
 in (``/livez`` turns 503 if loading failed, so an orchestrator restarts the process).
@@ -25,14 +27,16 @@ import bentoml
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from services.runner.core import ModelServer
+from services.runner.core import ModelServer, runner_name
 from services.runner.errors import RunnerError
 from services.runner.settings import RunnerSettings
 from winemeup.runtimes import load_runtime
 
 logger = logging.getLogger(__name__)
 
-settings = RunnerSettings()  # type: ignore[call-arg]  # model comes from the environment
+# `bentoml serve ... --arg model=svr` or a bento's baked-in arguments; WINEMEUP_RUNNER_* wins.
+_bento_arguments = {k: v for k, v in vars(bentoml.use_arguments()).items() if k in ("model", "version")}
+settings = RunnerSettings(**_bento_arguments)
 
 
 class PredictResponse(BaseModel):
@@ -67,7 +71,7 @@ def _error_response(error: RunnerError) -> JSONResponse:
 
 
 @bentoml.service(
-    name=f"winemeup-runner-{settings.model}",
+    name=runner_name(settings.model),
     workers=settings.workers,
     # The timeout middleware keeps each request alive for traffic.timeout seconds: short.
     traffic={"timeout": settings.request_timeout_seconds},

@@ -2,12 +2,17 @@
 
 One runner serves one model. It is started with ``bentoml serve``, so BentoML's own
 ``BENTOML_HOME`` (where the model store lives) is set beside these.
+
+Constructor arguments are defaults that the environment overrides: a runner bento bakes its
+model and version in as bento arguments (``bentoml.use_arguments()``, available before the
+service module is imported, unlike a bento's ``envs``), and a deployment's
+``WINEMEUP_RUNNER_*`` variables still win.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from winemeup.runtimes import MODEL_NAMES
 
@@ -25,6 +30,18 @@ class RunnerSettings(BaseSettings):
         10.0, gt=0, description="BentoML traffic.timeout: longest a request may take, in seconds."
     )
     access_log: bool = Field(False, description="Log every request (BentoML access log).")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment first: constructor arguments (bento arguments) are only defaults.
+        return env_settings, init_settings, dotenv_settings, file_secret_settings
 
     @field_validator("model")
     @classmethod

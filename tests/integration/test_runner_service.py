@@ -216,7 +216,7 @@ def test_health_and_metrics(runner_fleet: RunnerFleet, client: httpx.Client) -> 
         assert client.get(base + "/livez").status_code == 200
         post(client, base + "/predict", {"rows": [EXAMPLE_ROW]})
         metrics = client.get(base + "/metrics").text
-        service = f'service_name="winemeup-runner-{model}"'
+        service = f'service_name="winemeup-runner-{model.replace("_", "-")}"'
         lines = [
             line
             for line in metrics.splitlines()
