@@ -7,10 +7,11 @@ Start one process per model::
 
 (or ``--arg model=lightgbm``; a runner bento carries its model as such an argument).
 
-The service is named ``winemeup-runner-<model>`` with dashes (``winemeup-runner-random-forest``). It loads its model from the model store
-(``$BENTOML_HOME/models``) with :func:`winemeup.runtimes.load_runtime` in a background thread
-at start-up, so ``/livez`` answers at once and ``/readyz`` turns 200 only when the model is
-in (``/livez`` turns 503 if loading failed, so an orchestrator restarts the process).
+The service is named ``winemeup-runner-<model>`` with dashes (``winemeup-runner-random-forest``).
+It loads its model from the model store (``$BENTOML_HOME/models``) with
+:func:`winemeup.runtimes.load_runtime` in a background thread at start-up, so ``/livez``
+answers while a model loads and ``/readyz`` turns 200 only when it is in (``/livez`` turns
+503 if loading failed, so an orchestrator restarts the process).
 
 Endpoints (JSON in, JSON out): ``POST /predict``, ``POST /predict_one``, ``POST /metadata``,
 plus BentoML's ``/readyz``, ``/livez`` and ``/metrics``. Client errors answer 4xx with
