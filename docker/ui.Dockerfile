@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1.7
+# The Streamlit UI (build context: the repository root):
+#
+#   docker build -f docker/ui.Dockerfile -t winemeup-ui:0.1.0 .
+#
+# It installs the same pinned requirements.lock as the router (one lock for the project);
+# the UI imports the feature schema from winemeup/ and nothing from the model libraries.
+
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS deps
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+COPY requirements.lock /tmp/requirements.lock
+RUN /opt/venv/bin/pip install --requirement /tmp/requirements.lock
+
+FROM ${PYTHON_IMAGE} AS ui
+RUN groupadd --gid 10001 winemeup \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin winemeup
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+COPY winemeup/ /app/winemeup/
+COPY ui/ /app/ui/
+# Streamlit writes its config and caches under $HOME: /tmp, an emptyDir in the cluster.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    STREAMLIT_SERVER_PORT=8501 \
+    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
+    STREAMLIT_SERVER_HEADLESS=true \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+USER 10001:10001
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=2)"]
+CMD ["streamlit", "run", "ui/app.py"]
