@@ -42,8 +42,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether ``port`` can be bound on ``host`` now."""
+    """Whether a server could listen on ``port`` of ``host`` now.
+
+    SO_REUSEADDR as servers set it: connections lingering in TIME_WAIT do not count.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

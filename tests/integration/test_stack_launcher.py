@@ -1,0 +1,186 @@
+"""``python -m services.stack`` as a user runs it: start, predict through the router, stop.
+
+The launcher runs as a real subprocess on free, non-default ports against the session's
+fast-trained model store; shutdown must leave no process behind (BentoML workers, which
+circus starts in sessions of their own, included).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from services.stack.processes import ManagedProcess, free_port, http_status, port_is_free
+from winemeup.runtimes import MODEL_NAMES
+from winemeup.schema import SCHEMA
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base port such that base .. base+count-1 are all free now."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65535 and all(port_is_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+class RunningStack:
+    """A launcher subprocess, the state it wrote, and every process it started."""
+
+    def __init__(self, tmp_path: Path, model_store: Path, **settings: str) -> None:
+        self.run_dir = tmp_path / "run"
+        self.api_key = "wmu-test-key"
+        env = {
+            "WINEMEUP_STACK_MODEL_STORE": str(model_store),
+            "WINEMEUP_STACK_RUN_DIR": str(self.run_dir),
+            "WINEMEUP_STACK_ROUTER_PORT": str(free_port()),
+            "WINEMEUP_STACK_API_KEY": self.api_key,
+            "WINEMEUP_STACK_READY_TIMEOUT_SECONDS": "150",
+            **{f"WINEMEUP_STACK_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.process = ManagedProcess(
+            argv=[sys.executable, "-m", "services.stack"],
+            log_path=tmp_path / "stack.log",
+            env=env,
+            ready_check=lambda: (self.run_dir / "stack.json").is_file(),
+            ready_timeout=240,
+            name="stack",
+        )
+        self.state: dict[str, Any] = {}
+        self.tree: list[psutil.Process] = []
+
+    def start(self) -> RunningStack:
+        self.process.start()
+        self.state = json.loads((self.run_dir / "stack.json").read_text())
+        self.tree = self.process.descendants()
+        return self
+
+    def predict(self, client: httpx.Client) -> dict[str, Any]:
+        response = client.post(
+            self.state["router_url"] + "/v1/predict",
+            headers={"X-API-Key": self.api_key},
+            json={"features": SCHEMA.example(), "model": "lightgbm"},
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def shutdown(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the launcher like a user would and return its exit code."""
+        assert self.process.process is not None
+        self.process.process.send_signal(sig)
+        return self.process.process.wait(timeout=60)
+
+    def leftovers(self) -> list[str]:
+        return [
+            f"{p.pid} {p.name()}" for p in self.tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        ]
+
+    def stop(self) -> None:
+        self.process.stop(tree=self.tree or None)
+
+
+@pytest.fixture
+def client() -> Any:
+    with httpx.Client(timeout=30) as c:
+        yield c
+
+
+def test_runner_mode_predicts_through_runners_caches_and_stops_clean(
+    tmp_path: Path, model_store: Path, client: httpx.Client
+) -> None:
+    base = consecutive_free_ports(len(MODEL_NAMES))
+    stack = RunningStack(
+        tmp_path,
+        model_store,
+        placement="runner",
+        runner_base_port=str(base),
+        cache="redis",
+        reuse_redis="false",
+        redis_port=str(free_port()),
+        prometheus_port=str(free_port()),
+        ui_port=str(free_port()),
+    )
+    try:
+        stack.start()
+        state = stack.state
+        assert state["runner_urls"] == {m: f"http://127.0.0.1:{base + i}" for i, m in enumerate(MODEL_NAMES)}
+        assert "own redis-server" in state["redis"]
+        for url in state["runner_urls"].values():
+            assert http_status(url + "/readyz") == 200
+
+        first, second = stack.predict(client), stack.predict(client)
+        assert first["cached"] is False and second["cached"] is True
+        assert first["score"] == second["score"] and first["model"] == "lightgbm"
+
+        # The score came from the lightgbm runner process, not from a model inside the router.
+        metrics = client.get(state["runner_urls"]["lightgbm"] + "/metrics").text
+        assert any(
+            line.startswith("bentoml_service_request_total")
+            and 'endpoint="/predict"' in line
+            and 'http_response_code="200"' in line
+            and not line.endswith(" 0.0")
+            for line in metrics.splitlines()
+        ), "the lightgbm runner counted no /predict"
+
+        if state["prometheus_url"]:
+            assert http_status(state["prometheus_url"] + "/-/ready") == 200
+            config = (stack.run_dir / "prometheus" / "prometheus.yml").read_text()
+            assert f"127.0.0.1:{base}" in config and state["router_url"].removeprefix("http://") in config
+        if state["ui_url"]:
+            assert http_status(state["ui_url"] + "/_stcore/health") == 200
+        assert (stack.run_dir / "logs" / "router.log").is_file()
+        assert (stack.run_dir / "logs" / "runner-svr.log").is_file()
+
+        assert stack.shutdown(signal.SIGTERM) == 0
+        assert stack.leftovers() == []
+        assert not (stack.run_dir / "stack.json").exists()
+        assert all(port_is_free(base + i) for i in range(len(MODEL_NAMES)))
+    finally:
+        stack.stop()
+
+
+def test_inline_mode_starts_no_runners_and_stops_on_ctrl_c(
+    tmp_path: Path, model_store: Path, client: httpx.Client
+) -> None:
+    stack = RunningStack(
+        tmp_path, model_store, placement="inline", cache="memory", ui="false", prometheus="false"
+    )
+    try:
+        stack.start()
+        assert stack.state["runner_urls"] == {}
+        assert not any(name.startswith("runner-") for name in stack.state["pids"])
+        assert not any("bentoml" in " ".join(p.cmdline()) for p in stack.tree if p.is_running())
+        first, second = stack.predict(client), stack.predict(client)
+        assert (first["cached"], second["cached"]) == (False, True)
+        assert stack.shutdown(signal.SIGINT) == 0
+        assert stack.leftovers() == []
+    finally:
+        stack.stop()
+
+
+def test_taken_port_fails_fast_and_names_it(tmp_path: Path, model_store: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        stack = RunningStack(tmp_path, model_store, placement="inline", router_port=str(taken))
+        stack.process.launch()
+        assert stack.process.process is not None
+        started = time.monotonic()
+        code = stack.process.process.wait(timeout=60)
+        assert code == 1
+        assert time.monotonic() - started < 30
+        log = stack.process.log_path.read_text()
+        assert f"{taken} for router (WINEMEUP_STACK_ROUTER_PORT)" in log
