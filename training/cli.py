@@ -42,29 +42,43 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate them (grouped held-out test + repeated CV, and the paper-style protocol) and "
         "write leaderboard.md/.json/.png. Known models: " + ", ".join(MODEL_NAMES) + ".",
     )
-    train.add_argument("models", nargs="*", metavar="MODEL", help="model families to train (default: all seven)")
     train.add_argument(
-        "--trials", type=int, default=None,
+        "models", nargs="*", metavar="MODEL", help="model families to train (default: all seven)"
+    )
+    train.add_argument(
+        "--trials",
+        type=int,
+        default=None,
         help=f"Optuna trials tuning LightGBM (default {FULL_TRIALS}; {FAST_TRIALS} with --fast)",
     )
     train.add_argument(
-        "--cv-repeats", type=int, default=None,
+        "--cv-repeats",
+        type=int,
+        default=None,
         help=f"repeats of k-fold cross-validation (default {FULL_CV_REPEATS}; {FAST_CV_REPEATS} with --fast)",
     )
     _add_data_dir(train)
     train.add_argument(
-        "--model-store", type=Path, default=None,
+        "--model-store",
+        type=Path,
+        default=None,
         help="BentoML home to save the models into (models land in its models/ folder; default .bentoml)",
     )
     train.add_argument(
-        "--reports-dir", type=Path, default=None,
+        "--reports-dir",
+        type=Path,
+        default=None,
         help="folder for leaderboard.md, leaderboard.json and leaderboard.png (default reports)",
     )
     train.add_argument(
-        "--fast", action="store_true", default=None,
+        "--fast",
+        action="store_true",
+        default=None,
         help="fast mode for tests and CI: few trials, one CV repeat, fewer trees (well under 90 s)",
     )
-    train.add_argument("--seed", type=int, default=None, help="seed of every split, search and model (default 42)")
+    train.add_argument(
+        "--seed", type=int, default=None, help="seed of every split, search and model (default 42)"
+    )
     train.add_argument(
         "--no-progress", action="store_true", help="hide the progress bars (logs still go to stderr)"
     )
@@ -81,12 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir",
+        type=Path,
+        default=None,
         help="folder with winequality-red.csv and winequality-white.csv; the official archive is "
         "downloaded there when they are absent (default data/wine-quality)",
     )
     parser.add_argument(
-        "--no-verify", action="store_true", default=None,
+        "--no-verify",
+        action="store_true",
+        default=None,
         help="skip the SHA-256 check of the CSV files (for modified copies of the data)",
     )
 
@@ -131,16 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "download":
             digests = ensure_data(
-                settings.data_dir, settings.download_url,
-                timeout=settings.download_timeout_seconds, verify=settings.verify_checksums,
+                settings.data_dir,
+                settings.download_url,
+                timeout=settings.download_timeout_seconds,
+                verify=settings.verify_checksums,
             )
             for name, digest in digests.items():
                 print(f"{settings.data_dir / name}  sha256 {digest}  ok")
             return 0
         unknown = [m for m in args.models if m not in MODEL_NAMES]
         if unknown:
-            print(f"error: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_NAMES)}",
-                  file=sys.stderr)
+            print(
+                f"error: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_NAMES)}",
+                file=sys.stderr,
+            )
             return EXIT_DATA_ERROR
         return _train(settings, args.models, progress=not args.no_progress)
     except DataError as e:
@@ -159,8 +181,10 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_FAILURE
     data = load_wine_data(
-        settings.data_dir, settings.download_url,
-        timeout=settings.download_timeout_seconds, verify=settings.verify_checksums,
+        settings.data_dir,
+        settings.download_url,
+        timeout=settings.download_timeout_seconds,
+        verify=settings.verify_checksums,
     )
 
     from training.pipeline import model_labels, model_metadata, run_training
@@ -175,7 +199,9 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
         for result in run.results:
             if not result.saved:
                 continue
-            tag = save_model(result.name, result.estimator, labels=labels, metadata=model_metadata(result, run))
+            tag = save_model(
+                result.name, result.estimator, labels=labels, metadata=model_metadata(result, run)
+            )
             verify_round_trip(tag, test_rows, result.test_predictions)
             saved.append(tag)
     except ModelStoreError as e:
@@ -184,7 +210,7 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
 
     print(f"model store: {home / 'models'}")
     print(f"{'model':<24}{'tag':<46}{'cv rmse':>9}{'test rmse':>11}{'test mae':>10}{'seconds':>9}")
-    tags = {t.partition(':')[0]: t for t in saved}
+    tags = {t.partition(":")[0]: t for t in saved}
     for r in run.results:
         print(
             f"{r.name:<24}{tags.get(r.name, '(reference, not saved)'):<46}"

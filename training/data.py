@@ -152,6 +152,8 @@ def download_archive(url: str, data_dir: Path, timeout: float = 60.0, verify: bo
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             payload = response.read()
+    except urllib.error.HTTPError as e:
+        raise DownloadError(f"cannot download the data archive from {url}: HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"cannot download the data archive from {url}: {reason}") from e
@@ -192,8 +194,15 @@ def ensure_data(data_dir: Path, url: str, timeout: float = 60.0, verify: bool = 
 
     Returns the SHA-256 of each file by file name.
     """
-    if not all((data_dir / name).is_file() for name in CSV_FILES.values()):
-        download_archive(url, data_dir, timeout=timeout, verify=verify)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"{data_dir}: not a folder (expected the folder holding the CSV files)")
+    missing = [name for name in CSV_FILES.values() if not (data_dir / name).is_file()]
+    if missing:
+        logger.info("%s: %s missing; fetching the archive", data_dir, ", ".join(missing))
+        try:
+            download_archive(url, data_dir, timeout=timeout, verify=verify)
+        except DownloadError as e:
+            raise DownloadError(f"{data_dir}: {', '.join(missing)} not found there, and {e}") from e
     digests: dict[str, str] = {}
     for name in CSV_FILES.values():
         path = data_dir / name
@@ -210,6 +219,9 @@ def parse_csv(path: Path, text: str, wine_type: str) -> tuple[np.ndarray, np.nda
     """
     if wine_type not in WINE_TYPES:
         raise ValueError(f"unknown wine type {wine_type!r}")
+    first_line = text.split("\n", 1)[0]
+    if _DELIMITER not in first_line and "," in first_line:
+        raise MalformedDataError(f"{path}, line 1: the header is not separated by '{_DELIMITER}'")
     reader = csv.reader(io.StringIO(text), delimiter=_DELIMITER, quotechar='"', strict=True)
     try:
         header = next(reader)
@@ -217,8 +229,6 @@ def parse_csv(path: Path, text: str, wine_type: str) -> tuple[np.ndarray, np.nda
         raise MalformedDataError(f"{path}: the file is empty (expected a header line)") from None
     except csv.Error as e:
         raise MalformedDataError(f"{path}, line 1: unreadable header: {e}") from e
-    if len(header) == 1 and "," in header[0]:
-        raise MalformedDataError(f"{path}, line 1: the header is not separated by '{_DELIMITER}'")
     columns: dict[str, int] = {}
     for position, raw in enumerate(header):
         label = raw.strip()

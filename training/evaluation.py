@@ -50,8 +50,14 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     error = y_pred - y_true
     n = int(y_true.size)
     if n == 0:
-        return {"rmse": float("nan"), "mae": float("nan"), "r2": float("nan"),
-                "acc_0_5": float("nan"), "acc_1_0": float("nan"), "n": 0}
+        return {
+            "rmse": float("nan"),
+            "mae": float("nan"),
+            "r2": float("nan"),
+            "acc_0_5": float("nan"),
+            "acc_1_0": float("nan"),
+            "n": 0,
+        }
     total = float(np.sum((y_true - y_true.mean()) ** 2))
     r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
     # A tiny slack so that a float32 prediction of exactly x.5 counts as within 0.5.
@@ -66,7 +72,9 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def metrics_by_type(y_true: np.ndarray, y_pred: np.ndarray, is_red: np.ndarray) -> dict[str, dict[str, float]]:
+def metrics_by_type(
+    y_true: np.ndarray, y_pred: np.ndarray, is_red: np.ndarray
+) -> dict[str, dict[str, float]]:
     """:func:`regression_metrics` overall and for each wine type."""
     return {
         "overall": regression_metrics(y_true, y_pred),
@@ -90,7 +98,9 @@ def holdout_split(strata: np.ndarray, groups: np.ndarray, test_size: float, seed
     return np.sort(train), np.sort(test)
 
 
-def grouped_folds(strata: np.ndarray, groups: np.ndarray, folds: int, repeats: int, seed: int) -> list[list[Fold]]:
+def grouped_folds(
+    strata: np.ndarray, groups: np.ndarray, folds: int, repeats: int, seed: int
+) -> list[list[Fold]]:
     """Repeated stratified group k-fold: a list (per repeat) of folds."""
     out: list[list[Fold]] = []
     for repeat in range(repeats):

@@ -55,8 +55,8 @@ def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str
         }
     if name == "xgboost":
         return {
-            "n_estimators": 150 if fast else 800,
-            "learning_rate": 0.1 if fast else 0.03,
+            "n_estimators": 120 if fast else 500,
+            "learning_rate": 0.1 if fast else 0.04,
             "max_depth": 6,
             "min_child_weight": 1.0,
             "subsample": 0.8,
@@ -68,8 +68,8 @@ def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str
         }
     if name == "catboost":
         return {
-            "iterations": 200 if fast else 1500,
-            "learning_rate": 0.15 if fast else 0.05,
+            "iterations": 150 if fast else 1000,
+            "learning_rate": 0.15 if fast else 0.06,
             "depth": 6,
             "loss_function": "RMSE",
             "random_seed": seed,
@@ -79,7 +79,7 @@ def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str
         }
     if name == "random_forest":
         return {
-            "n_estimators": 60 if fast else 300,
+            "n_estimators": 40 if fast else 250,
             "max_features": 0.33,
             "min_samples_leaf": 1,
             "random_state": seed,
@@ -87,7 +87,7 @@ def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str
         }
     if name == "extra_trees":
         return {
-            "n_estimators": 60 if fast else 300,
+            "n_estimators": 40 if fast else 250,
             "max_features": 0.5,
             "min_samples_leaf": 1,
             "random_state": seed,
@@ -95,7 +95,7 @@ def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str
         }
     if name == "hist_gradient_boosting":
         return {
-            "max_iter": 150 if fast else 500,
+            "max_iter": 100 if fast else 400,
             "learning_rate": 0.1 if fast else 0.05,
             "max_leaf_nodes": 31,
             "min_samples_leaf": 10,
@@ -104,9 +104,11 @@ def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str
             "random_state": seed,
         }
     if name == "svr":
-        # Cortez et al. (2009): RBF SVM on standardised inputs, C=3; gamma picked on
-        # grouped CV here instead of the paper's per-type grid search.
-        return {"C": 3.0, "epsilon": 0.1, "gamma": 0.3, "kernel": "rbf", "cache_size": 500}
+        # Cortez et al. (2009): RBF SVM on standardised inputs. Their gamma was grid-searched per
+        # wine type; here one combined model, with C and gamma picked once on grouped 5-fold CV
+        # of the training split (C in {1, 3}, gamma in {0.1, 0.3, 1}, epsilon in {0.1, 0.5}).
+        # Fast mode widens the epsilon tube: about 3x fewer support vectors, 3x quicker fits.
+        return {"C": 1.0, "epsilon": 0.5 if fast else 0.1, "gamma": 0.1, "kernel": "rbf", "cache_size": 500}
     raise ValueError(f"unknown model {name!r}; known: {', '.join(EVALUATED_MODELS)}")
 
 
@@ -216,7 +218,7 @@ def tune_lightgbm(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = default_params("lightgbm", fast=fast, seed=seed, n_jobs=n_jobs)
-    max_trees = 300 if fast else 1500
+    max_trees = 300 if fast else 1000
 
     def objective(trial: optuna.Trial) -> float:
         params = dict(base)
@@ -248,8 +250,14 @@ def tune_lightgbm(
         study_name="lightgbm",
     )
     tuned_keys = (
-        "n_estimators", "learning_rate", "num_leaves", "min_child_samples",
-        "subsample", "colsample_bytree", "reg_alpha", "reg_lambda",
+        "n_estimators",
+        "learning_rate",
+        "num_leaves",
+        "min_child_samples",
+        "subsample",
+        "colsample_bytree",
+        "reg_alpha",
+        "reg_lambda",
     )
     study.enqueue_trial({k: base[k] for k in tuned_keys})
     study.optimize(objective, n_trials=trials, show_progress_bar=show_progress)

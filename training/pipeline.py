@@ -82,6 +82,9 @@ class ModelResult:
     """Seconds to fit the final model on the training part."""
     total_seconds: float
     """Seconds for this model in all: tuning, both CVs, final fit and test."""
+    cpu_seconds: float
+    """CPU seconds of this process (all threads) over the same span: wall time on a busy machine
+    is mostly waiting for a core."""
     tuning: TuningResult | None
     estimator: Any = field(repr=False)
     test_predictions: np.ndarray = field(repr=False)
@@ -216,7 +219,11 @@ def _run_training(
     summary = summarize_data(data, train, test)
     logger.info(
         "data: %d rows (%d unique), train %d, test %d, dataset sha256 %s",
-        len(data), sum(summary.unique_rows.values()), train.size, test.size, summary.dataset_sha256[:12],
+        len(data),
+        sum(summary.unique_rows.values()),
+        train.size,
+        test.size,
+        summary.dataset_sha256[:12],
     )
 
     results: list[ModelResult] = []
@@ -224,23 +231,39 @@ def _run_training(
     for name in models_bar:
         models_bar.set_postfix_str(name)
         model_started = time.perf_counter()
+        cpu_started = time.process_time()
         tuning: TuningResult | None = None
         if name == "lightgbm":
             tuning = tune_lightgbm(
-                X_train, y_train, tuning_folds,
-                trials=settings.n_trials, fast=settings.fast, seed=settings.seed,
-                n_jobs=settings.n_jobs, show_progress=progress,
+                X_train,
+                y_train,
+                tuning_folds,
+                trials=settings.n_trials,
+                fast=settings.fast,
+                seed=settings.seed,
+                n_jobs=settings.n_jobs,
+                show_progress=progress,
             )
             params = tuning.params
         else:
             params = default_params(name, fast=settings.fast, seed=settings.seed, n_jobs=settings.n_jobs)
         runner = fit_predict(name, params)
         cv = cross_validate(
-            runner, X_train, y_train, red_train, cv_folds, "grouped",
+            runner,
+            X_train,
+            y_train,
+            red_train,
+            cv_folds,
+            "grouped",
             progress=_fold_bar(f"{name} grouped CV", progress),
         )
         paper = cross_validate(
-            runner, data.X, data.y, data.is_red, pp_folds, "paper",
+            runner,
+            data.X,
+            data.y,
+            data.is_red,
+            pp_folds,
+            "paper",
             progress=_fold_bar(f"{name} paper CV", progress),
         )
         fit_started = time.perf_counter()
@@ -256,14 +279,18 @@ def _run_training(
             test=metrics_by_type(y_test, test_pred, red_test),
             fit_seconds=fit_seconds,
             total_seconds=time.perf_counter() - model_started,
+            cpu_seconds=time.process_time() - cpu_started,
             tuning=tuning,
             estimator=estimator,
             test_predictions=test_pred,
         )
         logger.info(
             "%s: grouped CV RMSE %.4f, test RMSE %.4f, paper CV MAE %.4f (%.1f s)",
-            name, cv.metrics["overall"]["rmse"], result.test["overall"]["rmse"],
-            paper.metrics["overall"]["mae"], result.total_seconds,
+            name,
+            cv.metrics["overall"]["rmse"],
+            result.test["overall"]["rmse"],
+            paper.metrics["overall"]["mae"],
+            result.total_seconds,
         )
         results.append(result)
     return TrainingRun(

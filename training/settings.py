@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 OFFICIAL_ARCHIVE_URL = "https://archive.ics.uci.edu/static/public/186/wine+quality.zip"
 """Where UCI publishes the Wine Quality archive (id 186)."""
 
-FULL_TRIALS = 30
+FULL_TRIALS = 25
 FAST_TRIALS = 3
 FULL_CV_REPEATS = 3
 FAST_CV_REPEATS = 1
@@ -26,47 +26,53 @@ class TrainingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WINEMEUP_TRAIN_", extra="ignore")
 
     data_dir: Path = Field(
-        Path("data/wine-quality"),
+        default=Path("data/wine-quality"),
         description="Folder holding winequality-red.csv and winequality-white.csv "
         "(downloaded there when absent).",
     )
     model_store: Path = Field(
-        Path(".bentoml"),
+        default=Path(".bentoml"),
         description="BentoML home the models are saved into (its models/ folder is the model store).",
     )
     reports_dir: Path = Field(
-        Path("reports"), description="Folder for leaderboard.md, leaderboard.json and leaderboard.png."
+        default=Path("reports"),
+        description="Folder for leaderboard.md, leaderboard.json and leaderboard.png.",
     )
     download_url: str = Field(
-        OFFICIAL_ARCHIVE_URL, description="URL of the UCI Wine Quality zip archive, used when a CSV is absent."
+        default=OFFICIAL_ARCHIVE_URL,
+        description="URL of the UCI Wine Quality zip archive, used when a CSV is absent.",
     )
     download_timeout_seconds: float = Field(
-        60.0, gt=0, description="Timeout of one HTTP read while downloading the archive."
+        default=60.0, gt=0, description="Timeout of one HTTP read while downloading the archive."
     )
     verify_checksums: bool = Field(
-        True, description="Check each CSV against its published SHA-256 before training."
+        default=True, description="Check each CSV against its published SHA-256 before training."
     )
     fast: bool = Field(
-        False, description="Fast mode for tests: few Optuna trials, one CV repeat, fewer trees."
+        default=False, description="Fast mode for tests: few Optuna trials, one CV repeat, fewer trees."
     )
     trials: int | None = Field(
-        None,
+        default=None,
         ge=1,
-        description=f"Optuna trials tuning LightGBM; unset means {FULL_TRIALS} (full) or {FAST_TRIALS} (fast).",
+        description=f"Optuna trials tuning LightGBM; unset means {FULL_TRIALS} (full) "
+        f"or {FAST_TRIALS} (fast).",
     )
-    cv_folds: int = Field(5, ge=2, description="Folds of each cross-validation repeat.")
+    cv_folds: int = Field(default=5, ge=2, description="Folds of each cross-validation repeat.")
     cv_repeats: int | None = Field(
-        None,
+        default=None,
         ge=1,
         description=f"Repeats of k-fold cross-validation; unset means {FULL_CV_REPEATS} (full) "
         f"or {FAST_CV_REPEATS} (fast).",
     )
     test_size: float = Field(
-        0.2, gt=0.0, lt=0.5, description="Share of the data held out as the test split (grouped, stratified)."
+        default=0.2,
+        gt=0.0,
+        lt=0.5,
+        description="Share of the data held out as the test split (grouped, stratified).",
     )
-    seed: int = Field(42, description="Seed of every split, search and model.")
+    seed: int = Field(default=42, description="Seed of every split, search and model.")
     n_jobs: int = Field(
-        1,
+        default=1,
         ge=1,
         description="Threads each model may use while training (1 is fastest on a shared, busy machine).",
     )

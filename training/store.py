@@ -48,9 +48,7 @@ def use_model_store(home: Path) -> Path:
     return home
 
 
-def save_model(
-    name: str, estimator: Any, *, labels: dict[str, str], metadata: dict[str, Any]
-) -> str:
+def save_model(name: str, estimator: Any, *, labels: dict[str, str], metadata: dict[str, Any]) -> str:
     """Save a fitted estimator under ``name`` with its library's BentoML module; return the tag.
 
     The ``framework`` label is set from the family (lightgbm | xgboost | catboost | sklearn).
