@@ -1,0 +1,152 @@
+"""The router in front of real BentoML runners (the runner engineer's ``runner_fleet``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from winemeup.runtimes import MODEL_NAMES
+from winemeup.schema import SCHEMA
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EXAMPLE = SCHEMA.example()
+WINES: list[dict[str, Any]] = [
+    EXAMPLE,
+    {**EXAMPLE, "alcohol": 12.6, "wine_type": "white", "residual_sugar": 7.5},
+]
+
+
+@pytest.fixture(scope="module")
+def runner_router(
+    model_store: Path,
+    runner_fleet: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    router_launcher: Callable[..., Any],
+) -> Iterator[Any]:
+    handle = router_launcher(
+        tmp_path_factory.mktemp("router-runner"),
+        model_store,
+        placement="runner",
+        runner_urls=runner_fleet.urls,
+        health_interval_seconds=0.5,
+        runner_timeout_seconds=5.0,  # generous: seven runners share two busy cores
+    )
+    try:
+        handle.wait_ready()
+        yield handle
+    finally:
+        handle.process.stop()
+
+
+@pytest.fixture
+def client(runner_router: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=runner_router.url, headers=runner_router.headers(), timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def expected(model_store: Path, reference_scorer: Callable[..., dict]) -> dict[str, list[float]]:
+    return reference_scorer(model_store, [SCHEMA.validate(w) for w in WINES])
+
+
+def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_each_model_through_its_runner(client: httpx.Client, expected: dict[str, list[float]]) -> None:
+    listing = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    for model in MODEL_NAMES:
+        assert listing[model]["placement"] == "runner"
+        assert listing[model]["status"] == "ready", listing[model]
+        assert listing[model]["metrics"], listing[model]
+        for wine, want in zip(WINES, expected[model], strict=True):
+            r = client.post("/v1/predict", json={"features": wine, "model": model})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["score"] == pytest.approx(want, rel=1e-9, abs=1e-9), model
+            assert body["model_version"] == listing[model]["version"]
+        fresh = [{**w, "sulphates": 0.61} for w in WINES]
+        answer = client.post("/v1/predict/batch", json={"instances": [*fresh, *WINES], "model": model})
+        assert answer.status_code == 200, answer.text
+        batch = answer.json()
+        assert [p["cached"] for p in batch["predictions"]] == [False, False, True, True]
+        assert [p["score"] for p in batch["predictions"]][2:] == pytest.approx(expected[model], rel=1e-9)
+
+
+def test_concurrent_misses_are_micro_batched(
+    runner_router: Any, client: httpx.Client, metric_reader: Callable[..., float]
+) -> None:
+    def figures() -> tuple[float, float]:
+        text = client.get("/metrics").text
+        return (
+            metric_reader(text, "winemeup_router_runner_call_rows_sum", model="extra_trees"),
+            metric_reader(text, "winemeup_router_runner_call_rows_count", model="extra_trees"),
+        )
+
+    rows_before, calls_before = figures()
+    headers = {**runner_router.headers(), "Content-Type": "application/json"}
+    bodies = [
+        orjson.dumps({"features": {**EXAMPLE, "alcohol": 10 + i / 997}, "model": "extra_trees"})
+        for i in range(64)
+    ]
+
+    def post(body: bytes) -> int:
+        return httpx.post(
+            f"{runner_router.url}/v1/predict", content=body, headers=headers, timeout=10
+        ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        assert set(pool.map(post, bodies)) == {200}
+    rows, calls = figures()
+    assert rows - rows_before == 64
+    assert calls - calls_before < 64, "no runner call carried more than one request's row"
+
+
+def test_runner_killed_then_restarted(runner_router: Any, runner_fleet: Any, client: httpx.Client) -> None:
+    wine = {"features": {**EXAMPLE, "alcohol": 11.111}, "model": "svr"}
+    runner_fleet.kill("svr")
+    try:
+        started = time.monotonic()
+        r = client.post("/v1/predict", json=wine)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["message"].startswith("model 'svr' is unavailable")
+        assert time.monotonic() - started < 2.5
+        # Once marked unavailable, further requests fail fast without waiting for the runner.
+        started = time.monotonic()
+        assert client.post("/v1/predict", json=wine).status_code == 503
+        assert time.monotonic() - started < 0.5
+        for model in ("lightgbm", "catboost"):
+            ok = client.post("/v1/predict", json={**wine, "model": model})
+            assert ok.status_code == 200, ok.text
+        assert client.get("/readyz").status_code == 200
+        svr = next(m for m in client.get("/v1/models").json()["models"] if m["name"] == "svr")
+        assert svr["status"] == "unavailable"
+    finally:
+        runner_fleet.restart("svr")
+    assert _until(lambda: client.post("/v1/predict", json=wine).status_code == 200, timeout=10)
+
+
+def test_default_runner_down_makes_router_unready(
+    runner_router: Any, runner_fleet: Any, client: httpx.Client
+) -> None:
+    runner_fleet.kill("lightgbm")
+    try:
+        assert _until(lambda: client.get("/readyz").status_code == 503, timeout=5)
+        body = client.get("/readyz").json()
+        assert "lightgbm" in body["error"]["message"]
+    finally:
+        runner_fleet.restart("lightgbm")
+    assert _until(lambda: client.get("/readyz").status_code == 200, timeout=10)
