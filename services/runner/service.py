@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 import bentoml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat
 from starlette.responses import JSONResponse
 
 from services.runner.core import ModelServer, runner_name
@@ -99,8 +99,10 @@ class ModelRunner:
         return not self.server.failed
 
     @bentoml.api(route="/predict")
-    async def predict(self, rows: list[list[float]]) -> PredictResponse:
+    async def predict(self, rows: list[list[StrictFloat]]) -> PredictResponse:
         """Score a batch of model-input rows (12 floats in schema order, wine_type red=1.0)."""
+        # StrictFloat: numbers only (no "7.4" strings, no booleans); NaN and width are checked
+        # by the core so that the error names the row and column.
         try:
             return PredictResponse.model_construct(**self.server.predict(rows))
         except RunnerError as e:
