@@ -42,8 +42,11 @@ RUN apt-get update \
                 /opt/winemeup/bentoml/tmp /opt/winemeup/bentoml/prometheus_multiproc_dir
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-COPY winemeup/ /app/winemeup/
-COPY services/ /app/services/
+# Code belongs to root (read-only for the app user); skaffold's dev profile builds with
+# APP_OWNER=10001 so that it can sync changed sources into a running container.
+ARG APP_OWNER=0
+COPY --chown=${APP_OWNER}:${APP_OWNER} winemeup/ /app/winemeup/
+COPY --chown=${APP_OWNER}:${APP_OWNER} services/ /app/services/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -39,8 +39,11 @@ RUN apt-get update \
                 /opt/winemeup/bentoml/tmp /opt/winemeup/bentoml/prometheus_multiproc_dir
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-COPY winemeup/ /app/winemeup/
-COPY services/ /app/services/
+# Code belongs to root (read-only for the app user); skaffold's dev profile builds with
+# APP_OWNER=10001 so that it can sync changed sources into a running container.
+ARG APP_OWNER=0
+COPY --chown=${APP_OWNER}:${APP_OWNER} winemeup/ /app/winemeup/
+COPY --chown=${APP_OWNER}:${APP_OWNER} services/ /app/services/
 # The model layer comes last: it is the only one that differs between the seven images.
 COPY --from=model --chown=0:0 /opt/winemeup/bentoml/models/ /opt/winemeup/bentoml/models/
 ENV PATH=/opt/venv/bin:$PATH \

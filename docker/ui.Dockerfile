@@ -19,8 +19,11 @@ RUN groupadd --gid 10001 winemeup \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin winemeup
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-COPY winemeup/ /app/winemeup/
-COPY ui/ /app/ui/
+# Code belongs to root (read-only for the app user); skaffold's dev profile builds with
+# APP_OWNER=10001 so that it can sync changed sources into a running container.
+ARG APP_OWNER=0
+COPY --chown=${APP_OWNER}:${APP_OWNER} winemeup/ /app/winemeup/
+COPY --chown=${APP_OWNER}:${APP_OWNER} ui/ /app/ui/
 # Streamlit writes its config and caches under $HOME: /tmp, an emptyDir in the cluster.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \

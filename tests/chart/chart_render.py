@@ -25,10 +25,13 @@ RELEASE = "wm"
 NAMESPACE = "winemeup"
 INSTALL_HINT = "run scripts/install-k8s-tools.sh (or make k8s-tools)"
 
-# name -> values file (None: the chart's defaults)
-VALUES_FILES: dict[str, Path | None] = {"default": None} | {
-    p.stem.removesuffix("-values"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))
-}
+# name -> values file (None: the chart's defaults): every file under ci/, plus the values
+# k8s/kind-deploy.sh and skaffold install on kind.
+VALUES_FILES: dict[str, Path | None] = (
+    {"default": None}
+    | {p.stem.removesuffix("-values"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))}
+    | {"kind": REPO_ROOT / "k8s" / "values" / "winemeup-kind.yaml"}
+)
 
 
 def tool(name: str) -> Path:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds one WineMeUp image with docker (BuildKit), context = the repository root:
+#   k8s/build-image.sh router|router-models|ui            [image:tag]
+#   k8s/build-image.sh runner <model>                      [image:tag]
+# The image name defaults to $IMAGE (set by skaffold's custom builder), else
+# winemeup-<what>:<tag of this checkout>. Runner and router-models images need the models
+# exported first (k8s/export-models.sh, which reads $BENTOML_HOME).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need docker
+what="${1:?router|router-models|ui|runner}"
+case "$what" in
+  runner)
+    model="${2:?runner needs a model name}"
+    image="${3:-${IMAGE:-winemeup-runner-$(slug "$model"):$(image_tag)}}"
+    [ -f "$repo/build/model-store/$model.bentomodel" ] || bash "$repo/k8s/export-models.sh" "$model"
+    args=(-f "$repo/docker/runner.Dockerfile" --build-arg "MODEL=$model" --build-arg "APP_OWNER=${APP_OWNER:-0}")
+    ;;
+  router | router-models)
+    image="${2:-${IMAGE:-winemeup-$what:$(image_tag)}}"
+    [ "$what" = router ] || [ -d "$repo/build/model-store" ] || bash "$repo/k8s/export-models.sh"
+    args=(-f "$repo/docker/router.Dockerfile" --target "$what")
+    ;;
+  ui)
+    image="${2:-${IMAGE:-winemeup-ui:$(image_tag)}}"
+    args=(-f "$repo/docker/ui.Dockerfile")
+    ;;
+  *) log "unknown image $what"; exit 2 ;;
+esac
+log "building $image"
+DOCKER_BUILDKIT=1 docker build "${args[@]}" -t "$image" "$repo"
+if [ "${PUSH_IMAGE:-false}" = true ]; then docker push "$image"; fi
