@@ -20,7 +20,8 @@ from winemeup.runtimes import MODEL_NAMES
 class RunnerSettings(BaseSettings):
     """Which model this runner serves and how much it takes at once."""
 
-    model_config = SettingsConfigDict(env_prefix="WINEMEUP_RUNNER_", extra="ignore")
+    # An empty variable counts as unset (templated manifests often render empty values).
+    model_config = SettingsConfigDict(env_prefix="WINEMEUP_RUNNER_", extra="ignore", env_ignore_empty=True)
 
     model: str = Field(description="Name of the model to serve (one of the seven families).")
     version: str | None = Field(None, description="Model store version to serve; unset means latest.")
