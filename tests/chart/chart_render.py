@@ -1,8 +1,8 @@
 """Helpers of the chart checks: the real helm binary, renders and where tools live.
 
-Every test module here sets ``pytestmark = pytest.mark.chart``. The binaries come from ``.tools/bin`` (installed
-by ``scripts/install-k8s-tools.sh``); when one is absent the tests that need it are skipped
-with a reason saying how to install it.
+Every test module here sets ``pytestmark = pytest.mark.chart``. The binaries come from
+``.tools/bin`` (installed by ``scripts/install-k8s-tools.sh``); when one is absent the tests
+that need it are skipped with a reason saying how to install it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from chart_render import CHART, VALUES_FILES, helm_template, parse, tool
 
 pytestmark = pytest.mark.chart
@@ -40,7 +39,10 @@ def test_every_values_file_renders(renders) -> None:
         (["--set", "podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
         (["--set", "router.unknownKey=1"], "unknownKey"),
         (["--set", "redis.external.url=http://nope"], "url"),
-        (["--set", "models.lightgbm.enabled=false"], 'router.defaultModel "lightgbm" is not an enabled model'),
+        (
+            ["--set", "models.lightgbm.enabled=false"],
+            'router.defaultModel "lightgbm" is not an enabled model',
+        ),
     ],
 )
 def test_bad_values_are_refused_with_a_reason(args: list[str], message: str) -> None:

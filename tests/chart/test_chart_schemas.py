@@ -12,7 +12,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
 from chart_render import CRD_DIR, require, which
 
 pytestmark = pytest.mark.chart
@@ -69,7 +68,9 @@ def _strict(node: Any) -> Any:
 
 
 def test_custom_resources_are_valid_against_their_crds(renders) -> None:
-    validators = {kind: jsonschema.Draft7Validator(_crd_schema(plural)) for kind, plural in CUSTOM_KINDS.items()}
+    validators = {
+        kind: jsonschema.Draft7Validator(_crd_schema(plural)) for kind, plural in CUSTOM_KINDS.items()
+    }
     seen = {kind: 0 for kind in CUSTOM_KINDS}
     problems = []
     for render in renders.values():
@@ -79,7 +80,9 @@ def test_custom_resources_are_valid_against_their_crds(renders) -> None:
             seen[doc["kind"]] += 1
             for error in validators[doc["kind"]].iter_errors(doc):
                 path = "/".join(str(p) for p in error.absolute_path)
-                problems.append(f"{render.name}: {doc['kind']}/{doc['metadata']['name']} at {path}: {error.message}")
+                problems.append(
+                    f"{render.name}: {doc['kind']}/{doc['metadata']['name']} at {path}: {error.message}"
+                )
     assert not problems, "\n".join(problems)
     assert all(seen.values()), f"some custom resource kind was never rendered: {seen}"
 
@@ -99,7 +102,9 @@ def test_alert_rules_pass_promtool(renders, tmp_path: Path) -> None:
     for number, rule in enumerate(rules):
         path = tmp_path / f"rules-{number}.yaml"
         path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-        result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stdout + result.stderr
     alerts = {r["alert"] for g in rules[0]["spec"]["groups"] for r in g["rules"]}
     assert {

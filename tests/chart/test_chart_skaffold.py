@@ -47,7 +47,11 @@ def test_every_built_image_is_bound_and_lands_in_its_deployment() -> None:
 def test_dev_profile_syncs_python_and_port_forwards_router_ui_prometheus() -> None:
     config = _config()
     forwarded = {(p["resourceName"], p["port"]) for p in config["portForward"]}
-    assert {("winemeup-router", 8000), ("winemeup-ui", 8501), ("kube-prometheus-stack-prometheus", 9090)} <= forwarded
+    assert {
+        ("winemeup-router", 8000),
+        ("winemeup-ui", 8501),
+        ("kube-prometheus-stack-prometheus", 9090),
+    } <= forwarded
     dev = next(p for p in config["profiles"] if p["name"] == "dev")
     syncs = [p["value"]["manual"] for p in dev["patches"] if p["path"].endswith("/sync")]
     assert syncs and all(rule["src"].endswith(".py") for rules in syncs for rule in rules)

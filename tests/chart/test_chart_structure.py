@@ -69,10 +69,14 @@ def test_one_runner_deployment_service_and_hpa_per_runner_model(render: Render) 
         if deployment["metadata"]["labels"].get("winemeup.io/tier") != "runner":
             continue
         model = deployment["metadata"]["labels"]["winemeup.io/model"]
-        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {
+            e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
         assert env["WINEMEUP_RUNNER_MODEL"] == model
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].split(":")[0].endswith(
-            "winemeup-runner-" + model.replace("_", "-")
+        assert (
+            deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .split(":")[0]
+            .endswith("winemeup-runner-" + model.replace("_", "-"))
         )
 
 
@@ -87,11 +91,15 @@ def test_selectors_match_their_pods_and_never_use_the_chart_label(render: Render
         )
         assert _matches(selector, pod["metadata"]["labels"]), workload["metadata"]["name"]
         # Exactly one workload's pods match each workload's selector.
-        owners = [w for w, p in _pods(render) if w["kind"] != "Pod" and _matches(selector, p["metadata"]["labels"])]
+        owners = [
+            w for w, p in _pods(render) if w["kind"] != "Pod" and _matches(selector, p["metadata"]["labels"])
+        ]
         assert owners == [workload], workload["metadata"]["name"]
     pod_labels = [p["metadata"]["labels"] for _, p in _pods(render)]
     for service in render.of_kind("Service"):
-        selected = [labels for labels in pod_labels if _matches({"matchLabels": service["spec"]["selector"]}, labels)]
+        selected = [
+            labels for labels in pod_labels if _matches({"matchLabels": service["spec"]["selector"]}, labels)
+        ]
         assert selected, f"Service {service['metadata']['name']} selects no pod"
         assert "helm.sh/chart" not in service["spec"]["selector"]
     for kind in ("HorizontalPodAutoscaler",):
@@ -165,7 +173,9 @@ def test_router_and_ui_settings_parse_with_the_real_settings_classes(
             monkeypatch.setenv("WINEMEUP_UI_API_KEY", "k1")
             ui = UISettings()  # type: ignore[call-arg]
             router_host = ui.router_url.removeprefix("http://").split(".")[0]
-            assert render.get("Service", router_host)["spec"]["ports"][0]["port"] == int(ui.router_url.rsplit(":", 1)[1])
+            assert render.get("Service", router_host)["spec"]["ports"][0]["port"] == int(
+                ui.router_url.rsplit(":", 1)[1]
+            )
         if labels.get("winemeup.io/tier") == "runner":
             container = deployment["spec"]["template"]["spec"]["containers"][0]
             config = render.get("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
@@ -198,8 +208,10 @@ def test_network_policies_select_the_right_pods(renders: dict[str, Render]) -> N
     ingress_controller = render.values["networkPolicy"]["ingressController"]
     for target in (router, ui):
         sources = allowed_sources(target)
-        assert {"namespaceSelector": ingress_controller["namespaceSelector"],
-                "podSelector": ingress_controller["podSelector"]} in sources
+        assert {
+            "namespaceSelector": ingress_controller["namespaceSelector"],
+            "podSelector": ingress_controller["podSelector"],
+        } in sources
     assert admits_pod(allowed_sources(router), pods[ui])
     assert admits_pod(allowed_sources(router), test_pod)
     assert not admits_pod(allowed_sources(ui), pods[router])
@@ -247,7 +259,9 @@ def test_every_container_is_locked_down(render: Render) -> None:
             assert sc["capabilities"]["drop"] == ["ALL"], name
             assert sc["seccompProfile"]["type"] == "RuntimeDefault", name
             resources = container["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
+                resources["limits"]
+            )
             if workload["kind"] != "Pod":
                 assert {"readinessProbe", "livenessProbe"} <= set(container), f"{name}/{container['name']}"
         if workload["kind"] == "Deployment":
@@ -261,7 +275,9 @@ def test_ingress_routes_api_to_router_and_the_rest_to_the_ui(renders: dict[str, 
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
-    backends = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    backends = {
+        p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
     for path in ("/v1", "/healthz", "/readyz", "/docs", "/openapi.json"):
         assert backends[path].endswith("-router"), path
     assert backends["/"].endswith("-ui")
@@ -279,19 +295,30 @@ def test_monitoring_objects_are_switched_by_values(renders: dict[str, Render]) -
     services = full.of_kind("Service")
     for monitor in monitors.values():
         port_names = {e["port"] for e in monitor["spec"]["endpoints"]}
-        scraped = [s for s in services if _matches(monitor["spec"]["selector"], s["metadata"]["labels"])
-                   and port_names & {p["name"] for p in s["spec"]["ports"]}]
+        scraped = [
+            s
+            for s in services
+            if _matches(monitor["spec"]["selector"], s["metadata"]["labels"])
+            and port_names & {p["name"] for p in s["spec"]["ports"]}
+        ]
         assert scraped, f"ServiceMonitor {monitor['metadata']['name']} scrapes nothing"
     runner_monitor = next(m for n, m in monitors.items() if n.endswith("-runners"))
-    assert len([s for s in services if _matches(runner_monitor["spec"]["selector"], s["metadata"]["labels"])]) == 7
+    assert (
+        len([s for s in services if _matches(runner_monitor["spec"]["selector"], s["metadata"]["labels"])])
+        == 7
+    )
     dashboard = next(c for c in full.of_kind("ConfigMap") if "winemeup.json" in c.get("data", {}))
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["metadata"]["namespace"] == "monitoring"
     board = json.loads(dashboard["data"]["winemeup.json"])
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
-    for metric in ("winemeup_router_request_duration_seconds_bucket", "winemeup_router_requests_total",
-                   "winemeup_router_cache_hits_total", "winemeup_router_runner_errors_total",
-                   "kube_deployment_status_replicas_available"):
+    for metric in (
+        "winemeup_router_request_duration_seconds_bucket",
+        "winemeup_router_requests_total",
+        "winemeup_router_cache_hits_total",
+        "winemeup_router_runner_errors_total",
+        "kube_deployment_status_replicas_available",
+    ):
         assert metric in exprs
 
 
@@ -313,6 +340,10 @@ def test_metric_names_used_by_alerts_and_dashboard_exist_in_the_router() -> None
     for suffix in ("_bucket", "_count", "_sum"):
         exported.update(n + suffix for n in list(exported))
     used = set(re.findall(r"winemeup_router_[a-z_]+", (CHART / "dashboards" / "winemeup.json").read_text()))
-    used |= set(re.findall(r"winemeup_router_[a-z_]+", (Path(CHART) / "templates" / "prometheusrule.yaml").read_text()))
+    used |= set(
+        re.findall(
+            r"winemeup_router_[a-z_]+", (Path(CHART) / "templates" / "prometheusrule.yaml").read_text()
+        )
+    )
     assert used
     assert used <= exported, f"not exported by the router: {sorted(used - exported)}"
