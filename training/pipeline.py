@@ -194,8 +194,7 @@ def run_training(
     repeated CV on the training part; paper-style repeated CV on all rows; final fit on the
     training part scored on the held-out test split.
     """
-    # OpenMP libraries (LightGBM, XGBoost, HistGradientBoosting) spin-wait for their threads:
-    # on a busy 2-core machine two threads each were measured 6-30x slower than one.
+    # See training.models.fit: the OpenMP pools are capped for the whole run.
     with threadpool_limits(limits=settings.n_jobs):
         return _run_training(data, settings, names, progress=progress)
 
@@ -247,7 +246,7 @@ def _run_training(
             params = tuning.params
         else:
             params = default_params(name, fast=settings.fast, seed=settings.seed, n_jobs=settings.n_jobs)
-        runner = fit_predict(name, params)
+        runner = fit_predict(name, params, settings.n_jobs)
         cv = cross_validate(
             runner,
             X_train,
@@ -267,7 +266,7 @@ def _run_training(
             progress=_fold_bar(f"{name} paper CV", progress),
         )
         fit_started = time.perf_counter()
-        estimator = fit(name, params, X_train, y_train)
+        estimator = fit(name, params, X_train, y_train, settings.n_jobs)
         fit_seconds = time.perf_counter() - fit_started
         test_pred = predict(estimator, X_test)
         result = ModelResult(
