@@ -136,9 +136,11 @@ class TrainingRun:
     repeats: int
     test_size: float
     trials: int
+    threads: int
     data: DataSummary
     results: list[ModelResult]
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     test_index: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def result(self, name: str) -> ModelResult:
@@ -203,6 +205,7 @@ def _run_training(
     data: WineData, settings: TrainingSettings, names: Sequence[str], *, progress: bool
 ) -> TrainingRun:
     started = time.perf_counter()
+    cpu_started = time.process_time()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     chosen = select_models(names)
     groups = data.groups()
@@ -300,9 +303,11 @@ def _run_training(
         repeats=repeats,
         test_size=settings.test_size,
         trials=settings.n_trials,
+        threads=settings.n_jobs,
         data=summary,
         results=results,
         seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu_started,
         test_index=test,
     )
 

@@ -57,7 +57,9 @@ def leaderboard(run: TrainingRun) -> dict[str, Any]:
             "repeats": run.repeats,
             "test_size": run.test_size,
             "lightgbm_trials": run.trials,
+            "threads_per_model": run.threads,
             "seconds": round(run.seconds, 1),
+            "cpu_seconds": round(run.cpu_seconds, 1),
             "data": run.data.as_dict(),
             "protocols": {
                 "grouped": run.protocol_notes()["grouped"],
@@ -118,7 +120,8 @@ def render_markdown(board: dict[str, Any]) -> str:
         "",
         f"Run of {board['generated_at']} in **{board['mode']}** mode: seed {board['seed']}, "
         f"{board['folds']}-fold CV x {board['repeats']} repeat(s), held-out test {board['test_size']:.0%}, "
-        f"{board['lightgbm_trials']} Optuna trials for LightGBM; {board['seconds']:.0f} s in all.",
+        f"{board['lightgbm_trials']} Optuna trials for LightGBM; {board['seconds']:.0f} s in all "
+        f"({board['cpu_seconds']:.0f} CPU s, {board['threads_per_model']} thread(s) per model).",
         "",
         f"Data: UCI Wine Quality, red {data['rows']['red']} rows ({data['unique_rows']['red']} unique), "
         f"white {data['rows']['white']} rows ({data['unique_rows']['white']} unique); "

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 OFFICIAL_ARCHIVE_URL = "https://archive.ics.uci.edu/static/public/186/wine+quality.zip"
 """Where UCI publishes the Wine Quality archive (id 186)."""
 
-FULL_TRIALS = 25
+FULL_TRIALS = 40
 FAST_TRIALS = 3
 FULL_CV_REPEATS = 3
 FAST_CV_REPEATS = 1
