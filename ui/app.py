@@ -9,11 +9,13 @@ never as a stack trace.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 from pydantic import ValidationError
@@ -176,7 +178,7 @@ def render_wine(client: RouterClient, overview: ModelsOverview | None) -> None:
                 key="model",
                 help="The router's default model is preselected.",
             )
-        predict_col, compare_col, _ = st.columns([1, 1, 2])
+        predict_col, compare_col, _ = st.columns([1, 1, 3])
         with predict_col:
             predict = st.form_submit_button("Predict quality", type="primary", key="predict")
         with compare_col:
@@ -273,11 +275,35 @@ def render_comparison(table: pd.DataFrame) -> None:
             f"Scores range from **{low['score']:.2f}** ({low['model']}) to **{high['score']:.2f}** "
             f"({high['model']}); {agreement}."
         )
-        st.bar_chart(scored, x="model", y="score", horizontal=True, sort="-score")
+        st.altair_chart(comparison_chart(scored), width="stretch")
     failed = table[table["error"] != ""]
     for _, row in failed.iterrows():
         st.warning(f"{row['model']}: {row['error']}")
-    st.dataframe(table, hide_index=True, width="stretch")
+    shown = table if not failed.empty else table.drop(columns=["error"])
+    st.dataframe(shown.sort_values("score", ascending=False), hide_index=True, width="stretch")
+
+
+def comparison_chart(scored: pd.DataFrame) -> alt.LayerChart:
+    """Each model's score as a dot on the quality scale, with the grade boundaries (x.5) dashed.
+
+    Scores of one wine sit within a few tenths of each other, so the axis does not start at
+    zero: bars from zero would hide exactly the differences people compare.
+    """
+    low, high = float(scored["score"].min()), float(scored["score"].max())
+    boundaries = pd.DataFrame({"boundary": [g + 0.5 for g in range(math.floor(low - 0.5), math.ceil(high))]})
+    boundaries = boundaries[(boundaries["boundary"] > low - 0.3) & (boundaries["boundary"] < high + 0.3)]
+    x = alt.X(
+        "score:Q",
+        title="score (UCI quality scale)",
+        scale=alt.Scale(zero=False, nice=False, domain=[low - 0.3, high + 0.3]),
+    )
+    base = alt.Chart(scored).encode(y=alt.Y("model:N", sort="-x", title=None), x=x)
+    dots = base.mark_circle(size=160, opacity=1).encode(
+        tooltip=["model", alt.Tooltip("score:Q", format=".3f"), "grade", "cached"]
+    )
+    labels = base.mark_text(align="left", dx=10).encode(text=alt.Text("score:Q", format=".2f"))
+    rules = alt.Chart(boundaries).mark_rule(strokeDash=[4, 4], color="gray").encode(x="boundary:Q")
+    return alt.LayerChart(layer=[rules, dots, labels]).properties(height=36 * len(scored) + 40)
 
 
 # ---- batch ------------------------------------------------------------------------------------
@@ -381,7 +407,7 @@ def render_batch_outcome(outcome: BatchOutcome) -> None:
     counts = results["predicted_quality"].value_counts().sort_index()
     chart = pd.DataFrame({"grade": counts.index.astype(str), "wines": counts.values})
     st.bar_chart(chart, x="grade", y="wines")
-    st.dataframe(results, hide_index=True, width="stretch", key="batch_results")
+    st.dataframe(results, hide_index=True, width="stretch")
     st.download_button(
         "Download results (CSV)",
         results_csv(outcome),
@@ -420,14 +446,14 @@ def render_models(overview: ModelsOverview | None) -> None:
     identity = [
         c for c in ("rank", "model", "default", "status", "framework", "placement", "version") if c in table
     ]
-    st.dataframe(table[identity + board.headline], hide_index=True, width="stretch", key="leaderboard")
+    st.dataframe(table[identity + board.headline], hide_index=True, width="stretch")
     if board.rank_by and board.rank_by in table:
         chart = table.dropna(subset=[board.rank_by])
         order = board.rank_by if board.direction == "lower" else f"-{board.rank_by}"
         st.bar_chart(chart, x="model", y=board.rank_by, horizontal=True, sort=order)
     if board.metrics:
         with st.expander("All training metrics"):
-            st.dataframe(table, hide_index=True, width="stretch", key="all_metrics")
+            st.dataframe(table[["model", *board.metrics]], hide_index=True, width="stretch")
     for m in overview.models:
         if not m.ready:
             why = f" ({m.reason})" if m.reason else ""
@@ -442,7 +468,7 @@ def main() -> None:
     st.set_page_config(page_title=APP_TITLE, page_icon="🍷", layout="wide")
     settings = load_settings()
     client = get_client(settings.router_url, settings.api_key.get_secret_value(), settings.timeout_seconds)
-    st.title("🍷 WineMeUp")
+    st.title("WineMeUp")
     st.caption("Wine quality from eleven lab measurements, by seven model families.")
 
     with st.sidebar:

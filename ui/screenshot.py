@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ def capture(
             button.click()
             answer = page.get_by_text(ANSWER_TEXT)
             answer.wait_for(timeout=timeout_ms)
+            # the metrics arrive after the headline; the round trip is the last of them
+            page.get_by_text(re.compile(r"^\d+\.\d ms$")).wait_for(timeout=timeout_ms)
             if compare:
                 page.get_by_role("button", name="Compare all models").click()
                 page.get_by_text("All models on this wine").wait_for(timeout=timeout_ms)
@@ -88,10 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true", help="also click Compare all models")
     parser.add_argument("--chromium", default=CHROMIUM, help="Chromium executable")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each step")
+    parser.add_argument("--width", type=int, default=1400, help="viewport width in pixels")
+    parser.add_argument(
+        "--height", type=int, default=1100, help="viewport height (Streamlit scrolls inside the page)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = capture(
-        args.url, args.out, compare=args.compare, executable=args.chromium, timeout_seconds=args.timeout
+        args.url,
+        args.out,
+        compare=args.compare,
+        executable=args.chromium,
+        timeout_seconds=args.timeout,
+        width=args.width,
+        height=args.height,
     )
     print(f"{result.path}: {result.answer}")
     return 0

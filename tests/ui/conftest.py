@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,12 +41,31 @@ def models_ready() -> Callable[..., dict[str, Any]]:
     return wait_models_ready
 
 
-@pytest.fixture
-def ready_router(router: Callable[..., RouterHandle], model_store: Path) -> RouterHandle:
-    """A router serving the seven models inline from the test model store, all loaded."""
-    handle = router(model_store=model_store)
-    wait_models_ready(handle)
-    return handle
+def _root_conftest(config: pytest.Config) -> Any:
+    """The root conftest module (test code cannot import it by name: every conftest is ``conftest``)."""
+    root = Path(__file__).resolve().parents[1] / "conftest.py"
+    for plugin in config.pluginmanager.get_plugins():
+        if getattr(plugin, "__file__", None) and Path(plugin.__file__).resolve() == root:
+            return plugin
+    raise RuntimeError(f"{root} is not loaded as a conftest")
+
+
+@pytest.fixture(scope="module")
+def ready_router(
+    request: pytest.FixtureRequest, model_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RouterHandle]:
+    """A router serving the seven models inline from the test model store, all loaded.
+
+    Shared by the tests of a module (loading seven models is the slow part); tests that need
+    a differently configured router use the ``router`` factory instead.
+    """
+    launch_router = _root_conftest(request.config).launch_router
+    handle = launch_router(tmp_path_factory.mktemp("ui-router"), model_store)
+    try:
+        wait_models_ready(handle)
+        yield handle
+    finally:
+        handle.process.stop()
 
 
 @pytest.fixture

@@ -43,6 +43,12 @@ def errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
+def frame_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The one table on the page that has ``column``."""
+    [frame] = [d.value for d in at.dataframe if column in d.value.columns]
+    return frame
+
+
 def router_predict(handle: RouterHandle, features: dict[str, Any], model: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"features": features, **({"model": model} if model else {})}
     response = httpx.post(f"{handle.url}/v1/predict", json=body, headers=handle.headers(), timeout=10)
@@ -67,12 +73,12 @@ def test_single_prediction_shows_grade_score_model_and_cache(
     assert at.selectbox(key="model").value == "lightgbm"
     assert len(at.selectbox(key="model").options) == len(MODEL_NAMES)
 
-    at.number_input(key="feature_alcohol").set_value(12.5)
+    at.number_input(key="feature_alcohol").set_value(12.34)
     at.selectbox(key="model").set_value("catboost")
     at.button(key="predict").click().run()
     assert not at.exception and errors(at) == []
     shown = metrics(at)
-    expected = router_predict(ready_router, {**SCHEMA.example(), "alcohol": 12.5}, "catboost")
+    expected = router_predict(ready_router, {**SCHEMA.example(), "alcohol": 12.34}, "catboost")
     assert shown["Model"] == "catboost"
     assert shown["Raw score"] == f"{expected['score']:.3f}"
     assert shown["Quality grade"] == str(expected["quality"])
@@ -100,15 +106,21 @@ def test_comparison_scores_the_same_wine_with_every_model(
         direct = router_predict(ready_router, white, row["model"])
         assert row["score"] == pytest.approx(direct["score"], abs=1e-4)
     assert table["score"].nunique() > 1  # seven models, not one model seven times
-    assert len(at.get("arrow_vega_lite_chart")) >= 1
+    charts = [c.proto.SerializeToString().decode("latin-1") for c in at.get("vega_lite_chart")]
+    [chart] = [c for c in charts if '"score"' in c]  # spec plus Arrow data of the comparison chart
+    assert all(name in chart for name in MODEL_NAMES)
     assert any("Scores range from" in m.value for m in at.markdown)
 
 
 def test_batch_paste_reports_the_bad_row_and_scores_the_others_in_chunks(
-    router: Callable[..., RouterHandle], model_store: Path, ui_app: Callable[..., AppTest]
+    router: Callable[..., RouterHandle],
+    model_store: Path,
+    ui_app: Callable[..., AppTest],
+    models_ready: Callable[..., dict[str, Any]],
 ) -> None:
     # The router takes at most 2 rows per batch: only chunking gets 5 good rows through.
-    handle = router(model_store=model_store, batch_max_rows=2)
+    handle = router(model_store=model_store, batch_max_rows=2, models=["lightgbm"])
+    models_ready(handle)
     at = ui_app(handle.url, handle.api_key, batch_chunk_rows=2)
     rows = [*WHITE_ROWS, WHITE_ROWS[0], WHITE_ROWS[2], WHITE_ROWS[0]]
     at.radio(key="batch_wine_type").set_value("white")
@@ -118,13 +130,13 @@ def test_batch_paste_reports_the_bad_row_and_scores_the_others_in_chunks(
     shown = metrics(at)
     assert (shown["Rows read"], shown["Scored"], shown["Not scored"]) == ("6", "5", "1")
     assert any("rows 2" in w.value for w in at.warning)
-    problems = at.dataframe(key="batch_problems").value
+    problems = frame_with(at, "problem")
     assert problems[["row", "line", "field"]].values.tolist() == [[2, 3, "ph"]]
     assert "between 2.5 and 4.5" in problems["problem"][0]
 
     outcome = at.session_state["batch_outcome"]
     assert outcome.requests == 3
-    results = at.dataframe(key="batch_results").value
+    results = frame_with(at, "predicted_score")
     assert results["row"].tolist() == [1, 3, 4, 5, 6]
     direct = httpx.post(
         f"{handle.url}/v1/predict/batch",
@@ -159,7 +171,7 @@ def test_models_tab_shows_the_leaderboard_and_default(
     ready_router: RouterHandle, ui_app: Callable[..., AppTest]
 ) -> None:
     at = ui_app(ready_router.url, ready_router.api_key)
-    board: pd.DataFrame = at.dataframe(key="leaderboard").value
+    board = frame_with(at, "rank")
     assert sorted(board["model"]) == sorted(MODEL_NAMES)
     assert board.loc[board["default"], "model"].tolist() == ["lightgbm"]
     assert at.selectbox(key="rank_by").value == "test.overall.rmse"
@@ -192,8 +204,13 @@ def test_unavailable_model_is_a_clear_message_and_others_still_compare(
     models_ready: Callable[..., dict[str, Any]],
 ) -> None:
     dead_runner = f"http://127.0.0.1:{closed_port()}"
-    handle = router(model_store=model_store, placements={"svr": "runner"}, runner_urls={"svr": dead_runner})
-    models_ready(handle, set(MODEL_NAMES) - {"svr"})
+    handle = router(
+        model_store=model_store,
+        models=["lightgbm", "catboost", "svr"],
+        placements={"svr": "runner"},
+        runner_urls={"svr": dead_runner},
+    )
+    models_ready(handle, {"lightgbm", "catboost"})
     at = ui_app(handle.url, handle.api_key)
     at.selectbox(key="model").set_value("svr")
     at.button(key="predict").click().run()

@@ -78,7 +78,7 @@ def test_browser_predicts_and_shows_the_answer(
         timeout=10,
     ).json()
     assert shot.answer.strip() == f"Predicted quality: {expected['quality']} / 10"
-    assert f"{expected['score']:.3f}" in shot.page_text
+    assert f"{expected['score']:.3f}" in shot.page_text, shot.page_text
     assert re.search(r"Round trip\s+\d+\.\d ms", shot.page_text)
     assert expected["model"] in shot.page_text and expected["model_version"] in shot.page_text
     png = shot.path.read_bytes()
