@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import uvicorn
@@ -18,6 +19,11 @@ def main() -> int:
     except Exception as e:  # a configuration error: say what, not a traceback
         print(f"invalid router settings: {e}", file=sys.stderr)
         return 2
+    # Native thread pools read these when the model libraries load (after start-up, in
+    # load threads): a request-sized predict is faster single-threaded, and OpenMP pools
+    # spinning on two shared cores cost tens of milliseconds per call.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(settings.inline_threads)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -156,7 +156,12 @@ class Router:
                     s.runner_max_inflight_calls,
                 )
             else:
-                self.models[name] = InlineModel(name, s.inline_thread_min_rows, s.health_interval_seconds)
+                self.models[name] = InlineModel(
+                    name,
+                    s.inline_thread_min_rows,
+                    s.health_interval_seconds,
+                    loop_max_seconds=s.inline_loop_max_seconds,
+                )
         for model in self.models.values():
             await model.start()
         metrics.set_default_model(self.default_model, list(self.models))

@@ -77,6 +77,16 @@ class RouterSettings(BaseSettings):
         gt=0,
         description="Inline predicts of at least this many rows run in a worker thread, smaller on the loop.",
     )
+    inline_threads: int = Field(
+        1,
+        gt=0,
+        description="OpenMP/BLAS threads one inline predict may use (exported as OMP_NUM_THREADS etc.).",
+    )
+    inline_loop_max_seconds: float = Field(
+        0.00025,
+        ge=0,
+        description="Inline models whose one-row predict takes longer than this always predict in a thread.",
+    )
     preload_inline_models: bool = Field(
         True, description="Load every inline model in the background at start-up (default model first)."
     )
