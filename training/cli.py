@@ -171,21 +171,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool) -> int:
-    # BENTOML_HOME must be set before bentoml is imported: do it first.
+    # BENTOML_HOME must be set (use_model_store) before anything imports bentoml.
     from training.store import ModelStoreError, save_model, use_model_store, verify_round_trip
 
     started = time.perf_counter()
-    try:
-        home = use_model_store(settings.model_store)
-    except ModelStoreError as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_FAILURE
+    # Data first: a data error must not leave an empty model store behind.
     data = load_wine_data(
         settings.data_dir,
         settings.download_url,
         timeout=settings.download_timeout_seconds,
         verify=settings.verify_checksums,
     )
+    try:
+        home = use_model_store(settings.model_store)
+    except ModelStoreError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILURE
 
     from training.pipeline import model_labels, model_metadata, run_training
     from training.reports import write_reports

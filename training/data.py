@@ -88,9 +88,8 @@ class WineData:
 
     @property
     def dataset_sha256(self) -> str:
-        """One SHA-256 over the files' SHA-256s (sorted by file name): the data set's identity."""
-        joined = "\n".join(f"{name}:{digest}" for name, digest in sorted(self.sha256.items()))
-        return hashlib.sha256(joined.encode()).hexdigest()
+        """The data set's identity: :func:`dataset_sha256` of the files' digests."""
+        return dataset_sha256(self.sha256)
 
     def groups(self) -> np.ndarray:
         """Group id per row: rows with identical features and wine type share one id.
@@ -116,6 +115,12 @@ class WineData:
             rows = np.flatnonzero(mask)
             picks.append(rng.choice(rows, size=min(per_type, rows.size), replace=False))
         return self.subset(np.sort(np.concatenate(picks)))
+
+
+def dataset_sha256(digests: Mapping[str, str]) -> str:
+    """One SHA-256 over the files' SHA-256s (sorted by file name); labels use its first 12 chars."""
+    joined = "\n".join(f"{name}:{digest}" for name, digest in sorted(digests.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()
 
 
 def sha256_of(path: Path) -> str:

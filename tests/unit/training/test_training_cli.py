@@ -6,30 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from training_helpers import ArchiveServer, build_archive, run_module
+from training_helpers import INSPECT_STORE, ArchiveServer, build_archive, run_module
 
 from training.data import CSV_FILES, SHA256
 from winemeup.runtimes import MODEL_NAMES
-
-INSPECT_STORE = """
-import json, sys
-from pathlib import Path
-from training.store import use_model_store
-use_model_store(Path(sys.argv[1]))
-import numpy as np
-from training.data import load_wine_data
-from training.evaluation import holdout_split, metrics_by_type
-from winemeup.runtimes import MODEL_NAMES, load_runtime
-data = load_wine_data(Path(sys.argv[2]), verify=False)
-_, test = holdout_split(data.strata(), data.groups(), float(sys.argv[3]), int(sys.argv[4]))
-out = {}
-for name in MODEL_NAMES:
-    rt = load_runtime(name)
-    pred = rt.predict(data.X[test])
-    out[name] = {"labels": rt.info.labels, "metadata": rt.info.metadata,
-                 "test": metrics_by_type(data.y[test], pred, data.is_red[test])}
-print(json.dumps(out))
-"""
 
 
 def _assert_one_line_error(stderr: str, *needles: str) -> None:
@@ -72,7 +52,7 @@ def test_bad_data_dir_is_one_line_without_traceback(tmp_path: Path, archive_serv
     )
     assert result.returncode == 2
     _assert_one_line_error(result.stderr, str(missing), "winequality-red.csv", "HTTP 404")
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
 
 
 def test_malformed_file_and_checksum_errors_exit_2(small_csv_dir, tmp_path: Path) -> None:

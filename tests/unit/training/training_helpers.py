@@ -12,6 +12,28 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
+# Run with ``python -c`` in a fresh process: BENTOML_HOME DATA_DIR TEST_SIZE SEED. Loads every
+# model through load_runtime and scores it on the run's held-out split; prints JSON.
+INSPECT_STORE = """
+import json, sys
+from pathlib import Path
+from training.store import use_model_store
+use_model_store(Path(sys.argv[1]))
+import numpy as np
+from training.data import load_wine_data
+from training.evaluation import holdout_split, metrics_by_type
+from winemeup.runtimes import MODEL_NAMES, load_runtime
+data = load_wine_data(Path(sys.argv[2]), verify=False)
+_, test = holdout_split(data.strata(), data.groups(), float(sys.argv[3]), int(sys.argv[4]))
+out = {}
+for name in MODEL_NAMES:
+    rt = load_runtime(name)
+    pred = rt.predict(data.X[test])
+    out[name] = {"labels": rt.info.labels, "metadata": rt.info.metadata,
+                 "test": metrics_by_type(data.y[test], pred, data.is_red[test])}
+print(json.dumps(out))
+"""
+
 
 def head_lines(path: Path, rows: int) -> str:
     """The header and the first ``rows`` data lines of a CSV file."""
