@@ -7,6 +7,7 @@ import os
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from services.router.app import create_app
 from services.router.settings import RouterSettings
@@ -16,8 +17,12 @@ def main() -> int:
     """Read RouterSettings from the environment and serve until stopped."""
     try:
         settings = RouterSettings()  # type: ignore[call-arg]
-    except Exception as e:  # a configuration error: say what, not a traceback
-        print(f"invalid router settings: {e}", file=sys.stderr)
+    except ValidationError as e:
+        # Name each bad setting and why, never its value: the input may hold API keys.
+        for error in e.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            name = f"WINEMEUP_ROUTER_{where.upper()}" if where else "settings"
+            print(f"invalid router {name}: {error['msg']}", file=sys.stderr)
         return 2
     # Native thread pools read these when the model libraries load (after start-up, in
     # load threads): a request-sized predict is faster single-threaded, and OpenMP pools
