@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project's tests, stack and benchmark use, where missing:
 # redis-server (cache), prometheus (promtool and the local Prometheus), wrk (benchmark),
-# chromium (the UI's browser test). Needs root and apt-get; otherwise says what is missing.
+# chromium (the UI's browser test), unzip (helm and kubectl come in a zip). Needs root and apt-get; otherwise says what is missing.
 set -euo pipefail
 
 declare -A binary_of=(
@@ -9,6 +9,7 @@ declare -A binary_of=(
   [prometheus]=promtool
   [wrk]=wrk
   [chromium]=chromium
+  [unzip]=unzip
 )
 missing=()
 for pkg in "${!binary_of[@]}"; do
