@@ -113,3 +113,112 @@ def test_alert_rules_pass_promtool(renders, tmp_path: Path) -> None:
         "WineMeUpCacheHitRatioCollapse",
         "WineMeUpRunnerDown",
     } <= alerts
+
+
+def test_alerts_fire_on_the_series_they_are_meant_for(renders, tmp_path: Path) -> None:
+    """`promtool test rules`: 10% 5xx fires the error alert, /readyz 503s during start-up do
+    not; a cache hit ratio of 5% under traffic fires the collapse alert; a runner target that
+    is down fires RunnerDown."""
+    promtool = which("promtool")
+    rule = renders["all-features"].of_kind("PrometheusRule")[0]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    router = 'namespace="winemeup", service="wm-winemeup-router"'
+    requests = "winemeup_router_requests_total"
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f'{requests}{{{router}, route="/v1/predict", status_class="2xx"}}',
+                        "values": "0+90x30",
+                    },
+                    {
+                        "series": f'{requests}{{{router}, route="/v1/predict", status_class="5xx"}}',
+                        "values": "0+10x30",
+                    },
+                    {
+                        "series": f'{requests}{{{router}, route="/readyz", status_class="5xx"}}',
+                        "values": "0+1000x30",
+                    },
+                    {
+                        "series": f'winemeup_router_cache_hits_total{{{router}, backend="redis"}}',
+                        "values": "0+6x30",
+                    },
+                    {
+                        "series": f'winemeup_router_cache_misses_total{{{router}, backend="redis"}}',
+                        "values": "0+114x30",
+                    },
+                    {"series": f"up{{{router}}}", "values": "1x30"},
+                    {
+                        "series": 'up{namespace="winemeup", container="runner", model="svr", pod="svr-0"}',
+                        "values": "0x30",
+                    },
+                    {
+                        "series": 'up{namespace="winemeup", container="runner", model="xgboost", pod="x-0"}',
+                        "values": "1x30",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "20m",
+                        "alertname": "WineMeUpHighErrorRate",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "team": "ml-platform"},
+                                # 10%: the /readyz 503s are not counted (they would make it 92%).
+                                "exp_annotations": {
+                                    "description": "10% of router requests in winemeup answered 5xx"
+                                    " over the last 5 minutes.",
+                                    "summary": "More than 5% of WineMeUp requests fail with 5xx.",
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "25m",
+                        "alertname": "WineMeUpCacheHitRatioCollapse",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "team": "ml-platform"},
+                                "exp_annotations": {
+                                    "description": "Cache hit ratio in winemeup is 5%: was Redis flushed"
+                                    " or restarted, or did the traffic change?",
+                                    "summary": "WineMeUp cache hit ratio collapsed below 0.2.",
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "10m",
+                        "alertname": "WineMeUpRunnerDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "team": "ml-platform",
+                                    "namespace": "winemeup",
+                                    "container": "runner",
+                                    "model": "svr",
+                                    "pod": "svr-0",
+                                },
+                                "exp_annotations": {
+                                    "description": "Runner pod svr-0 (model svr) in winemeup does not"
+                                    " answer /metrics.",
+                                    "summary": "A WineMeUp runner is down.",
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "20m", "alertname": "WineMeUpRouterDown", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
