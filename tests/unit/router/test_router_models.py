@@ -1,0 +1,99 @@
+"""Inline model life cycle with an injected loader: lazy load, failure, retry, thread choice."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.router.errors import ModelUnavailable
+from services.router.models import LOADING, READY, UNAVAILABLE, InlineModel
+from winemeup.runtimes.base import ModelInfo
+
+
+class Runtime:
+    """A runtime whose predict takes ``seconds`` and records the thread it ran on."""
+
+    def __init__(self, seconds: float = 0.0, version: str = "v7"):
+        self.info = ModelInfo("svr", version, "sklearn", {}, {"metrics": {"rmse": 0.6}})
+        self.seconds = seconds
+        self.threads: list[int] = []
+
+    def predict(self, rows: Any) -> np.ndarray:
+        self.threads.append(threading.get_ident())
+        if self.seconds:
+            time.sleep(self.seconds)
+        matrix = np.asarray(rows, dtype=np.float64)
+        return matrix.sum(axis=1)
+
+
+ROWS = np.ones((2, 12))
+
+
+def test_lazy_load_then_ready_with_identity() -> None:
+    runtime = Runtime()
+    loads: list[str] = []
+
+    def loader(name: str) -> Runtime:
+        loads.append(name)
+        return runtime
+
+    async def scenario() -> None:
+        model = InlineModel("svr", thread_min_rows=512, retry_seconds=60, loader=loader)
+        assert model.status == LOADING and not loads
+        results = await asyncio.gather(*(model.predict(ROWS) for _ in range(5)))
+        assert loads == ["svr"]  # concurrent first requests share one load
+        assert all(version == "v7" for _, version in results)
+        assert model.status == READY
+        entry = model.describe()
+        assert entry["version"] == "v7" and entry["metrics"] == {"rmse": 0.6}
+        keys = await model.ensure_ready()
+        assert keys.version == "v7"
+
+    asyncio.run(scenario())
+
+
+def test_fast_model_predicts_on_the_loop_slow_one_in_a_thread() -> None:
+    async def scenario(seconds: float) -> tuple[InlineModel, Runtime]:
+        runtime = Runtime(seconds)
+        model = InlineModel("svr", 512, 60, loader=lambda _: runtime, loop_max_seconds=0.001)
+        await model.ensure_ready()
+        runtime.threads.clear()
+        await model.predict(ROWS)
+        return model, runtime
+
+    loop_thread = threading.get_ident()
+    _, fast = asyncio.run(scenario(0.0))
+    assert fast.threads == [loop_thread]
+    slow_model, slow = asyncio.run(scenario(0.003))
+    assert slow.threads and slow.threads[0] != loop_thread
+    assert slow_model.row_seconds >= 0.003
+
+
+def test_failed_load_is_unavailable_then_retried() -> None:
+    attempts = 0
+
+    def loader(name: str) -> Runtime:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise LookupError("model svr:latest is not in the model store")
+        return Runtime()
+
+    async def scenario() -> None:
+        model = InlineModel("svr", 512, retry_seconds=0.2, loader=loader)
+        with pytest.raises(ModelUnavailable, match="not in the model store"):
+            await model.ensure_ready()
+        assert model.status == UNAVAILABLE
+        with pytest.raises(ModelUnavailable):  # within the retry interval: no new attempt
+            await model.ensure_ready()
+        assert attempts == 1
+        await asyncio.sleep(0.25)
+        await model.ensure_ready()
+        assert model.status == READY and attempts == 2
+
+    asyncio.run(scenario())
