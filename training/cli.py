@@ -188,10 +188,13 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_FAILURE
 
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from training.pipeline import model_labels, model_metadata, run_training
     from training.reports import write_reports
 
-    run = run_training(data, settings, models, progress=progress)
+    with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
+        run = run_training(data, settings, models, progress=progress)
     paths = write_reports(run, settings.reports_dir)
     labels = model_labels(run)
     test_rows = data.X[run.test_index]
