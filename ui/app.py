@@ -404,9 +404,7 @@ def render_batch_outcome(outcome: BatchOutcome) -> None:
                 f"Against the file's own quality column: mean absolute error **{mae:.3f}**, "
                 f"grade exactly right for **{exact:.0%}** of {len(known)} rows."
             )
-    counts = results["predicted_quality"].value_counts().sort_index()
-    chart = pd.DataFrame({"grade": counts.index.astype(str), "wines": counts.values})
-    st.bar_chart(chart, x="grade", y="wines")
+    st.altair_chart(grade_chart(results, parsed.has_quality), width="stretch")
     st.dataframe(results, hide_index=True, width="stretch")
     st.download_button(
         "Download results (CSV)",
@@ -415,6 +413,27 @@ def render_batch_outcome(outcome: BatchOutcome) -> None:
         mime="text/csv",
         type="primary",
         key="download_results",
+    )
+
+
+def grade_chart(results: pd.DataFrame, has_quality: bool) -> alt.Chart:
+    """How many wines got each grade, beside the file's own grades when it has them."""
+    counts = [("predicted", g, n) for g, n in results["predicted_quality"].value_counts().items()]
+    if has_quality:
+        known = results["quality"].dropna().round().astype(int)
+        counts += [("in the file", g, n) for g, n in known.value_counts().items()]
+    data = pd.DataFrame(counts, columns=["source", "grade", "wines"])
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("grade:O", title="quality grade", axis=alt.Axis(labelAngle=0)),
+            xOffset="source:N",
+            y=alt.Y("wines:Q", title="wines"),
+            color=alt.Color("source:N", title=None, legend=alt.Legend(orient="top")),
+            tooltip=["source", "grade", "wines"],
+        )
+        .properties(height=260)
     )
 
 
@@ -446,11 +465,15 @@ def render_models(overview: ModelsOverview | None) -> None:
     identity = [
         c for c in ("rank", "model", "default", "status", "framework", "placement", "version") if c in table
     ]
-    st.dataframe(table[identity + board.headline], hide_index=True, width="stretch")
+    headline = sorted(board.headline, key=lambda m: m != board.rank_by)  # the ranking metric first
+    scope = board.rank_by.rpartition(".")[0] if board.rank_by else ""
+    shown = table[identity + headline].rename(columns={m: m.rpartition(".")[2] for m in headline})
+    st.dataframe(shown, hide_index=True, width="stretch")
+    if scope:
+        st.caption(f"Figures of {scope}; every figure is under All training metrics.")
     if board.rank_by and board.rank_by in table:
-        chart = table.dropna(subset=[board.rank_by])
-        order = board.rank_by if board.direction == "lower" else f"-{board.rank_by}"
-        st.bar_chart(chart, x="model", y=board.rank_by, horizontal=True, sort=order)
+        chart = metric_chart(table.dropna(subset=[board.rank_by]), board.rank_by, board.direction == "higher")
+        st.altair_chart(chart, width="stretch")
     if board.metrics:
         with st.expander("All training metrics"):
             st.dataframe(table[["model", *board.metrics]], hide_index=True, width="stretch")
@@ -458,6 +481,22 @@ def render_models(overview: ModelsOverview | None) -> None:
         if not m.ready:
             why = f" ({m.reason})" if m.reason else ""
             st.warning(f"{m.name} is {m.status}{why}: predictions with it fail until it is ready.")
+
+
+def metric_chart(table: pd.DataFrame, metric: str, higher_is_better: bool) -> alt.LayerChart:
+    """One training metric per model as dots; the axis spans the models' range, not zero."""
+    low, high = float(table[metric].min()), float(table[metric].max())
+    pad = max((high - low) * 0.15, 0.005)
+    x = alt.X(
+        f"{metric}:Q", title=metric, scale=alt.Scale(zero=False, nice=False, domain=[low - pad, high + pad])
+    )
+    order = "-x" if higher_is_better else "x"  # best model on top
+    base = alt.Chart(table[["model", metric]]).encode(y=alt.Y("model:N", sort=order, title=None), x=x)
+    dots = base.mark_circle(size=160, opacity=1).encode(
+        tooltip=["model", alt.Tooltip(f"{metric}:Q", format=".4f")]
+    )
+    labels = base.mark_text(align="left", dx=10).encode(text=alt.Text(f"{metric}:Q", format=".3f"))
+    return alt.LayerChart(layer=[dots, labels]).properties(height=36 * len(table) + 40)
 
 
 # ---- page -------------------------------------------------------------------------------------

@@ -170,14 +170,23 @@ def test_batch_upload_of_a_uci_file(
 def test_models_tab_shows_the_leaderboard_and_default(
     ready_router: RouterHandle, ui_app: Callable[..., AppTest]
 ) -> None:
+    body = httpx.get(f"{ready_router.url}/v1/models", headers=ready_router.headers(), timeout=10).json()
+    stored = {m["name"]: m["metrics"]["test"]["overall"] for m in body["models"]}
     at = ui_app(ready_router.url, ready_router.api_key)
     board = frame_with(at, "rank")
     assert sorted(board["model"]) == sorted(MODEL_NAMES)
     assert board.loc[board["default"], "model"].tolist() == ["lightgbm"]
     assert at.selectbox(key="rank_by").value == "test.overall.rmse"
-    rmse = board["test.overall.rmse"].tolist()
-    assert rmse == sorted(rmse) and board["rank"].tolist() == list(range(1, 8))
+    assert dict(zip(board["model"], board["rmse"], strict=True)) == pytest.approx(
+        {name: m["rmse"] for name, m in stored.items()}
+    )
+    assert board["rmse"].is_monotonic_increasing and board["rank"].tolist() == list(range(1, 8))
     assert any("Default model: **lightgbm**" in m.value for m in at.markdown)
+
+    at.selectbox(key="rank_by").set_value("test.overall.r2").run()
+    board = frame_with(at, "rank")
+    assert board.columns[7] == "r2" and board["r2"].is_monotonic_decreasing
+    assert board["model"].iloc[0] == max(stored, key=lambda name: stored[name]["r2"])
 
 
 def test_unreachable_router_is_a_clear_message(ui_app: Callable[..., AppTest]) -> None:
