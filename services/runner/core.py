@@ -7,6 +7,7 @@ BentoML adapter around :class:`ModelServer`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import threading
@@ -108,6 +109,10 @@ class ModelServer:
             runtime = self._loader()
             # One warm-up call so the first request does not pay lazy initialisation.
             runtime.predict(np.array([SCHEMA.encode(SCHEMA.example())]))
+            # Move the model's (many, long-lived) objects out of the collector's reach: full
+            # collections then stop walking them on the request path.
+            gc.collect()
+            gc.freeze()
             self._runtime = runtime
             logger.info(
                 "loaded model %s:%s (%s) in %.2f s",

@@ -7,6 +7,7 @@ to ``<run_dir>/logs/``; :meth:`LocalStack.stop` stops them in reverse start orde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from services.runner.fleet import RunnerFleet
 from services.stack import prometheus
@@ -24,6 +28,9 @@ from services.stack.processes import REPO_ROOT, ManagedProcess, ProcessFailedErr
 from services.stack.settings import StackSettings
 
 logger = logging.getLogger(__name__)
+
+PROCESS_RECORD = "processes.json"
+"""File under the run dir listing every process the launcher started (see reap_leftovers)."""
 
 SHARED_REDIS = ("127.0.0.1", 6379)
 """Where a Redis already running on a developer machine is looked for."""
@@ -41,6 +48,45 @@ def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def _recorded(entry: dict[str, Any]) -> psutil.Process | None:
+    """The process an entry of ``processes.json`` names, if that very process still runs."""
+    try:
+        proc = psutil.Process(int(entry["pid"]))
+        if abs(proc.create_time() - float(entry["create_time"])) < 0.01:
+            return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
+def reap_leftovers(run_dir: Path, timeout: float = 10.0) -> int:
+    """Stop processes a previous launcher of ``run_dir`` left running; how many there were.
+
+    Raises StackError if that launcher itself still runs (two stacks would fight over ports).
+    """
+    path = run_dir / PROCESS_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return 0
+    launcher = _recorded(record.get("launcher", {}))
+    if launcher is not None and launcher.pid != os.getpid():
+        raise StackError(f"another stack (pid {launcher.pid}) is running from {run_dir}; stop it first")
+    left = [p for p in (_recorded(e) for e in record.get("processes", [])) if p is not None]
+    for proc in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(left, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+    if left:
+        logger.warning("stopped %d processes left over by a previous run in %s", len(left), run_dir)
+    path.unlink(missing_ok=True)
+    return len(left)
 
 
 def missing_models(store: Path, models: list[str]) -> list[str]:
@@ -117,6 +163,8 @@ class LocalStack:
     def start(self) -> LocalStack:
         """Train if needed, then start every component and wait for each; stop all on failure."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        reap_leftovers(self.run_dir)
+        (self.run_dir / "stack.json").unlink(missing_ok=True)  # a dead run's: not this one's
         try:
             self._check_ports()
             self.ensure_models()
@@ -248,6 +296,7 @@ class LocalStack:
         except ProcessFailedError as e:
             raise StackError(str(e)) from e
         logger.info("%d runners ready in %.1f s", len(s.models), time.monotonic() - started)
+        self._record_processes()
 
     def _router_env(self) -> dict[str, str]:
         s = self.settings
@@ -341,6 +390,22 @@ class LocalStack:
         except ProcessFailedError as e:
             raise StackError(str(e)) from e
         logger.info("%s ready in %.1f s", proc.name, time.monotonic() - started)
+        self._record_processes()
+
+    def _record_processes(self) -> None:
+        """Write every process started so far (whole trees, with start times) to ``processes.json``.
+
+        If this launcher is killed without a chance to clean up (SIGKILL, a crash), the next
+        start stops these leftovers; start times guard against pids reused since.
+        """
+        members = [
+            {"name": name, "pid": member.pid, "create_time": member.create_time()}
+            for name, proc in self.processes.items()
+            for member in proc.descendants()
+        ]
+        me = psutil.Process()
+        record = {"launcher": {"pid": me.pid, "create_time": me.create_time()}, "processes": members}
+        (self.run_dir / PROCESS_RECORD).write_text(json.dumps(record, indent=2))
 
     def _write_state(self) -> None:
         """``<run_dir>/stack.json``: URLs, key and pids of this run, for tools and tests (mode 0600)."""
@@ -374,6 +439,7 @@ class LocalStack:
         with_pids = [p for p in self.started_order if p.process is not None]
         logger.info("stopped %d processes", len(with_pids))
         (self.run_dir / "stack.json").unlink(missing_ok=True)
+        (self.run_dir / PROCESS_RECORD).unlink(missing_ok=True)
 
     def curl_example(self) -> str:
         """A working prediction request against this stack's router."""

@@ -184,3 +184,25 @@ def test_taken_port_fails_fast_and_names_it(tmp_path: Path, model_store: Path) -
         assert time.monotonic() - started < 30
         log = stack.process.log_path.read_text()
         assert f"{taken} for router (WINEMEUP_STACK_ROUTER_PORT)" in log
+
+
+def test_next_start_stops_what_a_killed_launcher_left(tmp_path: Path, model_store: Path) -> None:
+    settings = {"placement": "inline", "cache": "memory", "ui": "false", "prometheus": "false"}
+    first = RunningStack(tmp_path, model_store, **settings)
+    second = RunningStack(tmp_path, model_store, **settings)
+    try:
+        first.start()
+        assert first.process.process is not None
+        first.process.process.kill()  # SIGKILL: no chance to clean up
+        first.process.process.wait(timeout=10)
+        orphans = [p for p in first.tree[1:] if p.is_running()]
+        assert orphans, "the router should outlive a SIGKILLed launcher"
+
+        second.start()
+        psutil.wait_procs(orphans, timeout=15)
+        assert first.leftovers() == []
+        assert second.shutdown() == 0
+        assert second.leftovers() == []
+    finally:
+        first.stop()
+        second.stop()
