@@ -10,7 +10,7 @@ import pytest
 from training.evaluation import PAPER_SVM
 from training.models import EVALUATED_MODELS, UNTUNED_LIGHTGBM
 from training.pipeline import TrainingRun, model_labels, model_metadata, run_training, select_models
-from training.reports import leaderboard, render_markdown, write_reports
+from training.reports import leaderboard, render_markdown, rewrite_from_json, write_reports
 from training.settings import TrainingSettings
 from winemeup.schema import SCHEMA, SCHEMA_VERSION
 
@@ -82,3 +82,11 @@ def test_model_metadata_is_plain_json(small_run: TrainingRun) -> None:
     labels = model_labels(small_run)
     assert all(isinstance(v, str) and len(v) <= 63 for v in labels.values())
     assert labels["dataset"] == small_run.data.dataset_sha256[:12]
+
+
+def test_reports_can_be_rendered_again_from_the_json(small_run: TrainingRun, tmp_path: Path) -> None:
+    first = write_reports(small_run, tmp_path / "a")
+    again = rewrite_from_json(first["leaderboard.json"], tmp_path / "b")
+    assert again["leaderboard.md"].read_text() == first["leaderboard.md"].read_text()
+    assert again["leaderboard.json"].read_text() == first["leaderboard.json"].read_text()
+    assert again["leaderboard.png"].stat().st_size > 20_000
