@@ -347,3 +347,28 @@ def test_metric_names_used_by_alerts_and_dashboard_exist_in_the_router() -> None
     )
     assert used
     assert used <= exported, f"not exported by the router: {sorted(used - exported)}"
+
+
+def test_keys_secret_is_generated_or_taken_from_an_existing_secret(renders: dict[str, Render]) -> None:
+    import base64
+
+    def decoded(secret: dict[str, Any]) -> dict[str, str]:
+        return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+    generated = decoded(renders["default"].of_kind("Secret")[0])
+    assert len(generated["api-keys"]) == 40 and len(generated["admin-api-keys"]) == 40
+    assert generated["api-keys"] != generated["admin-api-keys"]
+    assert generated["ui-api-key"] == generated["api-keys"]
+    given = decoded(renders["external-redis"].of_kind("Secret")[0])
+    assert given["api-keys"] == "key-one,key-two" and given["ui-api-key"] == "key-one"
+    assert given["redis-url"].startswith("rediss://")
+    existing = renders["all-features"]
+    assert not existing.of_kind("Secret")
+    refs = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for d in existing.of_kind("Deployment")
+        for c in d["spec"]["template"]["spec"]["containers"]
+        for e in c.get("env", [])
+        if "valueFrom" in e
+    }
+    assert refs == {"winemeup-api-keys"}

@@ -28,6 +28,8 @@ def call(method: str, path: str, body: object = None) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except OSError as e:  # refused, reset, timed out: report as status 0
+        return 0, str(e).encode()
 
 
 def fail(message: str) -> None:

@@ -1,0 +1,142 @@
+"""The chart's router configuration runs the real router, and the chart's `helm test` script
+passes against it (and fails with a wrong key).
+
+The router is started as a process from the environment the chart renders (router ConfigMap +
+the Secret's keys), with an inline LightGBM model saved to a model store in tmp_path; only the
+listen address and the model store path are changed from what the pod gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chart_render import REPO_ROOT, VALUES_FILES, helm_template, parse
+
+pytestmark = pytest.mark.chart
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tiny_model_store(home: Path) -> None:
+    """A BentoML home holding a small LightGBM model named lightgbm (a few trees, no data)."""
+    code = (
+        "import numpy as np, lightgbm as lgb, bentoml\n"
+        "rng = np.random.default_rng(0); X = rng.random((200, 12)); y = 3 + 5 * X[:, 10]\n"
+        "b = lgb.train({'verbose': -1, 'num_leaves': 4}, lgb.Dataset(X, y), num_boost_round=5)\n"
+        "bentoml.lightgbm.save_model('lightgbm', b, labels={'framework': 'lightgbm'},\n"
+        "                            metadata={'metrics': {}})\n"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def chart_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """(base URL, rendered docs' router env) of a router started from the chart's config."""
+    if not (REPO_ROOT / "services" / "router" / "__main__.py").exists():
+        pytest.skip("the router is not in this checkout yet")
+    home = tmp_path_factory.mktemp("chart-router-store")
+    _tiny_model_store(home)
+    docs = parse(
+        helm_template(
+            "-f",
+            str(VALUES_FILES["minimal"]),
+            "--set",
+            "models.lightgbm.placement=inline",
+            "--set",
+            "auth.apiKeys=chart-key-1\\,chart-key-2",
+        )
+    )
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-router"))
+    env = dict(config["data"])
+    assert env["WINEMEUP_ROUTER_PLACEMENTS"] == '{"lightgbm":"inline"}'
+    assert env["WINEMEUP_ROUTER_MODEL_STORE"] == "/opt/winemeup/bentoml"
+    port = _free_port()
+    env |= {
+        "WINEMEUP_ROUTER_HOST": "127.0.0.1",
+        "WINEMEUP_ROUTER_PORT": str(port),
+        "WINEMEUP_ROUTER_MODEL_STORE": str(home),
+        "WINEMEUP_ROUTER_API_KEYS": "chart-key-1,chart-key-2",
+        "WINEMEUP_ROUTER_ADMIN_API_KEYS": "chart-admin",
+    }
+    test_script = next(d for d in docs if d["kind"] == "ConfigMap" and "helm-test.py" in d.get("data", {}))
+    script = home / "helm-test.py"
+    script.write_text(test_script["data"]["helm-test.py"])
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WINEMEUP_")},
+        **env,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    log = home / "router.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.router"],
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"router exited:\n{log.read_text()[-3000:]}"
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(base + "/readyz", timeout=1) as response,
+            ):
+                if response.status == 200:
+                    break
+            assert time.monotonic() < deadline, f"router not ready in 60 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        yield base, {"script": str(script), "python_path": str(REPO_ROOT)}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _run_helm_test(base: str, paths: dict[str, str], key: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "ROUTER_URL": base,
+        "API_KEY": key,
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": paths["python_path"],
+    }
+    return subprocess.run(
+        [sys.executable, paths["script"]], env=env, capture_output=True, text=True, timeout=90, cwd=REPO_ROOT
+    )
+
+
+def test_helm_test_script_passes_against_a_router_configured_by_the_chart(chart_router) -> None:
+    base, paths = chart_router
+    # The pod gets the whole api-keys value; the script uses the first key.
+    result = _run_helm_test(base, paths, "chart-key-1,chart-key-2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cache hit" in result.stdout and "helm test passed" in result.stdout
+
+
+def test_helm_test_script_fails_with_a_wrong_key(chart_router) -> None:
+    base, paths = chart_router
+    result = _run_helm_test(base, paths, "not-a-key")
+    assert result.returncode != 0
+    assert "401" in result.stderr
