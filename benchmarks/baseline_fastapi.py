@@ -27,7 +27,9 @@ runtime = load_runtime(settings.model)
 cache = aioredis.Redis.from_url(settings.redis_url)
 
 _fields: dict[str, Any] = {
-    f.name: (Literal["red", "white"], ...) if f.kind == "category" else (float, Field(ge=f.minimum, le=f.maximum))
+    f.name: (Literal["red", "white"], ...)
+    if f.kind == "category"
+    else (float, Field(ge=f.minimum, le=f.maximum))
     for f in SCHEMA.features
 }
 WineFeatures = create_model("WineFeatures", **_fields)  # type: ignore[call-overload]
