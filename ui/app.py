@@ -485,18 +485,20 @@ def render_models(overview: ModelsOverview | None) -> None:
 
 def metric_chart(table: pd.DataFrame, metric: str, higher_is_better: bool) -> alt.LayerChart:
     """One training metric per model as dots; the axis spans the models' range, not zero."""
-    low, high = float(table[metric].min()), float(table[metric].max())
+    # Vega-Lite reads dots in a field name as nesting: chart the metric under a plain name.
+    data = table[["model", metric]].rename(columns={metric: "value"})
+    low, high = float(data["value"].min()), float(data["value"].max())
     pad = max((high - low) * 0.15, 0.005)
     x = alt.X(
-        f"{metric}:Q", title=metric, scale=alt.Scale(zero=False, nice=False, domain=[low - pad, high + pad])
+        "value:Q", title=metric, scale=alt.Scale(zero=False, nice=False, domain=[low - pad, high + pad])
     )
     order = "-x" if higher_is_better else "x"  # best model on top
-    base = alt.Chart(table[["model", metric]]).encode(y=alt.Y("model:N", sort=order, title=None), x=x)
+    base = alt.Chart(data).encode(y=alt.Y("model:N", sort=order, title=None), x=x)
     dots = base.mark_circle(size=160, opacity=1).encode(
-        tooltip=["model", alt.Tooltip(f"{metric}:Q", format=".4f")]
+        tooltip=["model", alt.Tooltip("value:Q", title=metric, format=".4f")]
     )
-    labels = base.mark_text(align="left", dx=10).encode(text=alt.Text(f"{metric}:Q", format=".3f"))
-    return alt.LayerChart(layer=[dots, labels]).properties(height=36 * len(table) + 40)
+    labels = base.mark_text(align="left", dx=10).encode(text=alt.Text("value:Q", format=".3f"))
+    return alt.LayerChart(layer=[dots, labels]).properties(height=36 * len(data) + 40)
 
 
 # ---- page -------------------------------------------------------------------------------------
