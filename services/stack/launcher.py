@@ -106,6 +106,7 @@ class LocalStack:
     fleet: RunnerFleet | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     started_order: list[ManagedProcess] = field(default_factory=list)
+    claimed_run_dir: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -164,6 +165,7 @@ class LocalStack:
         """Train if needed, then start every component and wait for each; stop all on failure."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         reap_leftovers(self.run_dir)
+        self.claimed_run_dir = True
         (self.run_dir / "stack.json").unlink(missing_ok=True)  # a dead run's: not this one's
         try:
             self._check_ports()
@@ -438,8 +440,9 @@ class LocalStack:
         stop_all(self.started_order, timeout=self.settings.stop_timeout_seconds)
         with_pids = [p for p in self.started_order if p.process is not None]
         logger.info("stopped %d processes", len(with_pids))
-        (self.run_dir / "stack.json").unlink(missing_ok=True)
-        (self.run_dir / PROCESS_RECORD).unlink(missing_ok=True)
+        if self.claimed_run_dir:  # never remove the records of another live stack
+            (self.run_dir / "stack.json").unlink(missing_ok=True)
+            (self.run_dir / PROCESS_RECORD).unlink(missing_ok=True)
 
     def curl_example(self) -> str:
         """A working prediction request against this stack's router."""

@@ -201,6 +201,15 @@ def test_next_start_stops_what_a_killed_launcher_left(tmp_path: Path, model_stor
         second.start()
         psutil.wait_procs(orphans, timeout=15)
         assert first.leftovers() == []
+
+        # A third launcher on the same run dir refuses to start while the second one lives.
+        third = RunningStack(tmp_path, model_store, **settings)
+        third.process.log_path = tmp_path / "third.log"
+        third.process.launch()
+        assert third.process.process is not None and third.process.process.wait(timeout=60) == 1
+        assert "another stack" in third.process.log_path.read_text()
+        assert (second.run_dir / "stack.json").is_file()
+
         assert second.shutdown() == 0
         assert second.leftovers() == []
     finally:
