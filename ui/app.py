@@ -97,7 +97,14 @@ def show_error(error: RouterError) -> None:
     if isinstance(error, BatchRejectedError) and error.problems:
         st.dataframe(pd.DataFrame([p.__dict__ for p in error.problems]), hide_index=True)
     elif isinstance(error, RouterValidationError) and error.details:
-        st.markdown("\n".join(f"- **{d.field}**: {d.problem}" for d in error.details))
+        st.markdown("\n".join(f"- **{field_label(d.field)}**: {d.problem}" for d in error.details))
+
+
+def field_label(field: str) -> str:
+    """A field of the router's error as the form labels it (``features.ph`` -> ``pH``)."""
+    name = field.removeprefix("features.")
+    canonical = SCHEMA.canonical_name(name)
+    return SCHEMA[canonical].header if canonical else field
 
 
 def guarded(render: Callable[..., None], *args: Any) -> None:

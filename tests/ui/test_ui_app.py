@@ -151,6 +151,27 @@ def test_batch_paste_reports_the_bad_row_and_scores_the_others_in_chunks(
     assert len(at.get("download_button")) == 2  # results and the problem list
 
 
+def test_invalid_wine_and_unreadable_file_are_clear_messages(
+    ready_router: RouterHandle, ui_app: Callable[..., AppTest]
+) -> None:
+    at = ui_app(ready_router.url, ready_router.api_key)
+    # within each input's range, but more free than total SO2: only the router's check catches it
+    at.number_input(key="feature_free_sulfur_dioxide").set_value(50.0)
+    at.button(key="predict").click().run()
+    assert not at.exception
+    [message] = errors(at)
+    assert message.startswith("The router rejected the input")
+    assert any(
+        "**free sulfur dioxide**: must not exceed total_sulfur_dioxide" in m.value for m in at.markdown
+    )
+    assert "Predicted quality" not in " ".join(h.value for h in at.subheader)
+
+    at.text_area(key="batch_text").input("colour;alcool\nred;9.4\n")
+    at.button(key="score_batch").click().run()
+    assert not at.exception
+    assert any(e.startswith("This file cannot be read: Missing column(s): fixed acidity") for e in errors(at))
+
+
 def test_batch_upload_of_a_uci_file(
     ready_router: RouterHandle, ui_app: Callable[..., AppTest], data_dir: Path
 ) -> None:
