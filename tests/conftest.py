@@ -280,12 +280,50 @@ def _training_available() -> bool:
     return (REPO_ROOT / "training" / "__main__.py").is_file()
 
 
+def _store_fingerprint(data_dir: Path) -> str:
+    """Hash of everything a trained store depends on: training and runtime code, data, Python."""
+    import hashlib
+
+    digest = hashlib.sha256(sys.version.encode())
+    sources = sorted((REPO_ROOT / "training").rglob("*.py")) + sorted((REPO_ROOT / "winemeup").rglob("*.py"))
+    for path in [*sources, REPO_ROOT / "requirements.lock"]:
+        if path.is_file():
+            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+            digest.update(path.read_bytes())
+    for name in ("winequality-red.csv", "winequality-white.csv"):
+        digest.update((data_dir / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _train_store(data_dir: Path, root: Path) -> Path:
+    """Run ``python -m training train --fast`` into ``root/bentoml``; fail with the log tail."""
+    home = root / "bentoml"
+    log_path = root / "train.log"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        result = subprocess.run(
+            [sys.executable, "-m", "training", "train", "--fast", "--no-progress",
+             "--model-store", str(home), "--data-dir", str(data_dir), "--reports-dir", str(root / "reports")],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, check=False,
+        )  # fmt: skip
+    if result.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+        pytest.fail(f"training failed with exit code {result.returncode}:\n{tail}")
+    logger.info("trained the model store in %.1fs", time.monotonic() - started)
+    return home
+
+
 @pytest.fixture(scope="session")
 def model_store(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A BentoML home with the seven models, trained once per session (``train --fast``).
+    """A BentoML home with the seven models (``python -m training train --fast``), read-only.
 
     Returns the BentoML home path (pass it as ``BENTOML_HOME`` / the router's ``model_store``).
-    ``WINEMEUP_TEST_MODEL_STORE`` may name an already trained store to reuse (read-only).
+    Training takes about a minute and a half here, so a store is kept between sessions under
+    the system temp directory, keyed by a hash of the training and runtime code, the lock file
+    and the data; any change to those trains afresh. ``WINEMEUP_TEST_FRESH_MODEL_STORE=1``
+    always trains into this session's tmp dir; ``WINEMEUP_TEST_MODEL_STORE`` names an existing
+    store to use instead. Tests must not write into the store.
     """
     reuse = os.environ.get("WINEMEUP_TEST_MODEL_STORE")
     if reuse:
@@ -295,41 +333,25 @@ def model_store(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         return path
     if not _training_available():
         pytest.skip(
-            "training package not present yet (python -m training train) and no WINEMEUP_TEST_MODEL_STORE"
+            "training package not present (python -m training train) and no WINEMEUP_TEST_MODEL_STORE"
         )
-    root = tmp_path_factory.mktemp("model-store")
-    home = root / "bentoml"
-    reports = root / "reports"
-    log_path = root / "train.log"
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "training",
-                "train",
-                "--fast",
-                "--model-store",
-                str(home),
-                "--data-dir",
-                str(data_dir),
-                "--reports-dir",
-                str(reports),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=1800,
-            check=False,
-        )
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
-    if result.returncode != 0:
-        pytest.fail(f"training failed with exit code {result.returncode}:\n{tail}")
-    logger.info("trained the model store in %.1fs", time.monotonic() - started)
-    return home
+    if os.environ.get("WINEMEUP_TEST_FRESH_MODEL_STORE") == "1":
+        return _train_store(data_dir, tmp_path_factory.mktemp("model-store"))
+    cache_root = Path(tempfile.gettempdir()) / "winemeup-test-model-stores"
+    cached = cache_root / _store_fingerprint(data_dir)
+    if (cached / "bentoml" / "models").is_dir() and (cached / "complete").is_file():
+        logger.info("reusing the trained model store %s", cached)
+        return cached / "bentoml"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    # Train beside the cache and rename into place: concurrent sessions never see half a store.
+    building = Path(tempfile.mkdtemp(prefix="building-", dir=cache_root))
+    _train_store(data_dir, building)
+    (building / "complete").write_text("ok\n")
+    try:
+        building.rename(cached)
+    except OSError:  # another session finished first: use its store, drop ours
+        shutil.rmtree(building, ignore_errors=True)
+    return cached / "bentoml"
 
 
 # ---- router -----------------------------------------------------------------------------------
