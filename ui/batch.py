@@ -155,6 +155,14 @@ def problems_csv(problems: Sequence[RowProblem]) -> bytes:
 
 
 def _rejected(error: RouterValidationError, chunk: Sequence[WineRow]) -> BatchRejectedError:
+    too_big = [d.problem for d in error.details if d.field == "instances"]
+    if too_big or error.status == 413:
+        reason = too_big[0] if too_big else "request body too large"
+        return BatchRejectedError(
+            f"The router refused a batch of {len(chunk)} rows ({reason}), so nothing was scored. "
+            "Set WINEMEUP_UI_BATCH_CHUNK_ROWS to at most the router's WINEMEUP_ROUTER_BATCH_MAX_ROWS.",
+            [],
+        )
     problems: list[RowProblem] = []
     for detail in error.details:
         match = _INSTANCE_FIELD.match(detail.field)

@@ -150,6 +150,15 @@ def test_batch_paste_reports_the_bad_row_and_scores_the_others_in_chunks(
     assert set(results["wine_type"]) == {"white"}
     assert len(at.get("download_button")) == 2  # results and the problem list
 
+    # chunks larger than the router takes: one message saying which setting to change
+    at = ui_app(handle.url, handle.api_key, batch_chunk_rows=3)
+    at.text_area(key="batch_text").input(UCI_HEADER + "\n" + "\n".join(rows) + "\n")
+    at.button(key="score_batch").click().run()
+    assert not at.exception
+    [message] = errors(at)
+    assert "refused a batch of 3 rows" in message and "WINEMEUP_UI_BATCH_CHUNK_ROWS" in message
+    assert "Rows read" not in metrics(at)
+
 
 def test_invalid_wine_and_unreadable_file_are_clear_messages(
     ready_router: RouterHandle, ui_app: Callable[..., AppTest]
