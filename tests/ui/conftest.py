@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-if TYPE_CHECKING:  # the root conftest is not importable as a module at run time
-    from conftest import RouterHandle
+RouterHandle = Any  # the root conftest's class: test code cannot import conftest by name
 
 APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
 

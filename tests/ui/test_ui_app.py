@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -19,8 +19,7 @@ from streamlit.testing.v1 import AppTest
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA
 
-if TYPE_CHECKING:
-    from conftest import RouterHandle
+RouterHandle = Any  # the root conftest's class: test code cannot import conftest by name
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration]
 

@@ -18,7 +18,7 @@ UCI_HEADER = (
 RED_ROW = "7.4;0.7;0;1.9;0.076;11;34;0.9978;3.51;0.56;9.4;5"
 
 
-def api_csv(rows: list[dict[str, object]]) -> str:
+def api_csv(rows: list[dict[str, float | str]]) -> str:
     lines = [",".join(SCHEMA.names)]
     lines += [",".join(str(r[n]) for n in SCHEMA.names) for r in rows]
     return "\n".join(lines) + "\n"
