@@ -40,7 +40,7 @@ def test_every_built_image_is_bound_and_lands_in_its_deployment() -> None:
         for c in d["spec"]["template"]["spec"]["containers"]
     }
     for image in images:
-        expected = f"registry.test/{re.sub(r'[^A-Za-z0-9]', '_', image)}:t1@sha256:{'a' * 64}"
+        expected = f"registry.test/{re.sub(r'[^A-Za-z0-9]', '_', image)}:t1"
         assert expected in used, f"{image} is built but not deployed"
 
 
