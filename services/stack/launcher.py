@@ -167,6 +167,7 @@ class LocalStack:
         reap_leftovers(self.run_dir)
         self.claimed_run_dir = True
         (self.run_dir / "stack.json").unlink(missing_ok=True)  # a dead run's: not this one's
+        self._record_processes()  # claims the run dir for this launcher before anything starts
         try:
             self._check_ports()
             self.ensure_models()
@@ -422,9 +423,11 @@ class LocalStack:
             "launcher_pid": os.getpid(),
         }
         path = self.run_dir / "stack.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        partial = path.with_suffix(".json.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(state, f, indent=2)
+        partial.replace(path)  # readers see the whole file or none
 
     # -- running and stopping ---------------------------------------------------------------
 

@@ -52,12 +52,20 @@ class RunningStack:
             argv=[sys.executable, "-m", "services.stack"],
             log_path=tmp_path / "stack.log",
             env=env,
-            ready_check=lambda: (self.run_dir / "stack.json").is_file(),
+            ready_check=self._state_written,
             ready_timeout=240,
             name="stack",
         )
         self.state: dict[str, Any] = {}
         self.tree: list[psutil.Process] = []
+
+    def _state_written(self) -> bool:
+        """Whether this launcher (not an earlier one of the same run dir) wrote stack.json."""
+        try:
+            state = json.loads((self.run_dir / "stack.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return state.get("launcher_pid") == self.process.pid
 
     def start(self) -> RunningStack:
         self.process.start()
