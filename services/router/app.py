@@ -21,7 +21,7 @@ import orjson
 
 from services.router import metrics
 from services.router.auth import KeyRing, presented_key
-from services.router.cache import PredictionCache, RedisCache, make_cache
+from services.router.cache import PredictionCache, RedisCache, TieredCache, make_cache
 from services.router.errors import (
     MethodNotAllowed,
     NotReady,
@@ -390,10 +390,11 @@ class Router:
         """Readiness: 200 when the default model can answer; Redis being down does not matter."""
         model = self.models.get(self.default_model)
         cache: dict[str, Any] = {"backend": self.cache.backend if self.cache else "none"}
-        if isinstance(self.cache, RedisCache):
+        redis = self.cache.far if isinstance(self.cache, TieredCache) else self.cache
+        if isinstance(redis, RedisCache):
             try:
                 cache["reachable"] = await asyncio.wait_for(
-                    self.cache.ping(), self.settings.redis_timeout_seconds * 4
+                    redis.ping(), self.settings.redis_timeout_seconds * 4
                 )
             except TimeoutError:
                 cache["reachable"] = False

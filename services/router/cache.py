@@ -293,6 +293,51 @@ class RedisCache(PredictionCache):
             logger.debug("closing redis: %s", e)
 
 
+class TieredCache(PredictionCache):
+    """An in-process LRU in front of Redis.
+
+    Safe without invalidation because a key names one model version and one row, so the
+    score stored under it never changes; the near tier only saves the Redis round trip.
+    Replicas still share misses through Redis.
+    """
+
+    def __init__(self, near: MemoryLRU, far: RedisCache):
+        self.near = near
+        self.far = far
+        self.backend = far.backend
+
+    async def get(self, key: bytes) -> float | None:
+        value = self.near.get(key)
+        if value is not None:
+            return value
+        value = await self.far.get(key)
+        if value is not None:
+            self.near.set(key, value)
+        return value
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[float | None]:
+        get = self.near.get
+        values = [get(k) for k in keys]
+        missing = [i for i, v in enumerate(values) if v is None]
+        if missing:
+            far = await self.far.get_many([keys[i] for i in missing])
+            put = self.near.set
+            for i, value in zip(missing, far, strict=True):
+                if value is not None:
+                    values[i] = value
+                    put(keys[i], value)
+        return values
+
+    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
+        put = self.near.set
+        for key, value in items:
+            put(key, value)
+        await self.far.set_many(items)
+
+    async def close(self) -> None:
+        await self.far.close()
+
+
 T = TypeVar("T")
 
 

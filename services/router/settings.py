@@ -95,6 +95,11 @@ class RouterSettings(BaseSettings):
         gt=0,
         description="Most concurrent /predict calls to one runner; further misses queue and are batched.",
     )
+    near_cache_entries: int = Field(
+        10_000,
+        ge=0,
+        description="In-process LRU in front of Redis (0 = off); safe as a key's score never changes.",
+    )
     cache_backoff_seconds: float = Field(
         0.5, gt=0, description="After a Redis error, serve without the cache for this long before retrying."
     )
