@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds the images of this checkout, loads them into the kind cluster and installs (or
-# upgrades) the chart with k8s/values/winemeup-kind.yaml, then runs `helm test`.
-#   k8s/kind-deploy.sh            every model in a runner (the chart's default placement)
-# Needs the model store ($BENTOML_HOME; make train-fast fills it), docker, kind, helm.
+# Builds the images of this checkout that the release needs, loads them into the kind cluster
+# and installs (or upgrades) the chart with k8s/values/winemeup-kind.yaml plus any values files
+# given as arguments, then runs `helm test`.
+#   k8s/kind-deploy.sh                                        every model in a runner
+#   k8s/kind-deploy.sh charts/winemeup/ci/inline-placement-values.yaml   some models inline
+# The images needed are read from the chart's own render (runner images for runner-placed
+# models, the router-models variant when a model is inline). Needs the model store
+# ($BENTOML_HOME; make train-fast fills it), docker, kind, helm.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need docker kind helm kubectl
@@ -10,22 +14,37 @@ kind get clusters 2>/dev/null | grep -qx "$CLUSTER" || { log "no kind cluster $C
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 
 tag="$(image_tag)"
-bash "$repo/k8s/export-models.sh"
-images=("winemeup-router:$tag" "winemeup-ui:$tag")
-bash "$repo/k8s/build-image.sh" router "winemeup-router:$tag"
-bash "$repo/k8s/build-image.sh" ui "winemeup-ui:$tag"
-for model in "${MODELS[@]}"; do
-  image="winemeup-runner-$(slug "$model"):$tag"
-  bash "$repo/k8s/build-image.sh" runner "$model" "$image"
-  images+=("$image")
+bash "$repo/k8s/export-models.sh"   # build/model-store/<model>.bentomodel for the images
+chart_args=(-f "$repo/k8s/values/winemeup-kind.yaml")
+for values in "$@"; do chart_args+=(-f "$values"); done
+# Local images: repositories without a registry, this checkout's tag.
+chart_args+=(
+  --set "router.image.repository=winemeup-router" --set "router.image.tag=$tag"
+  --set "router.inlineImage.repository=winemeup-router-models" --set "router.inlineImage.tag=$tag"
+  --set "ui.image.repository=winemeup-ui" --set "ui.image.tag=$tag"
+  --set "runnerDefaults.image.repositoryPrefix=winemeup-runner-" --set "runnerDefaults.image.tag=$tag"
+)
+mapfile -t images < <(
+  helm template "$RELEASE" "$repo/charts/winemeup" --namespace "$NAMESPACE" "${chart_args[@]}" \
+    | sed -n 's/^ *image: "\(winemeup-[^"]*\)"$/\1/p' | sort -u
+)
+[ ${#images[@]} -gt 0 ] || { log "the render names no winemeup image"; exit 1; }
+
+for image in "${images[@]}"; do
+  repository="${image%%:*}"
+  case "$repository" in
+    winemeup-router | winemeup-router-models | winemeup-ui)
+      bash "$repo/k8s/build-image.sh" "${repository#winemeup-}" "$image" ;;
+    winemeup-runner-*)
+      model="${repository#winemeup-runner-}"
+      bash "$repo/k8s/build-image.sh" runner "${model//-/_}" "$image" ;;
+    *) log "do not know how to build $image"; exit 1 ;;
+  esac
 done
-log "loading ${#images[@]} images into kind"
+log "loading ${#images[@]} images into kind: ${images[*]}"
 kind load docker-image --name "$CLUSTER" "${images[@]}"
 
 helm upgrade --install "$RELEASE" "$repo/charts/winemeup" \
-  --namespace "$NAMESPACE" --create-namespace \
-  -f "$repo/k8s/values/winemeup-kind.yaml" \
-  --set "router.image.tag=$tag" --set "ui.image.tag=$tag" --set "runnerDefaults.image.tag=$tag" \
-  --wait --timeout 10m
+  --namespace "$NAMESPACE" --create-namespace "${chart_args[@]}" --wait --timeout 10m
 helm test "$RELEASE" --namespace "$NAMESPACE" --logs
 log "deployed $tag: http://winemeup.localtest.me/ (UI), http://winemeup.localtest.me/docs (API); next: make e2e"
