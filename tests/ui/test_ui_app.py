@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.client import RouterClient, UnknownModelError
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA
 
@@ -258,3 +259,8 @@ def test_unavailable_model_is_a_clear_message_and_others_still_compare(
     table = at.session_state["comparison"][1]
     assert table.loc[table["model"] == "svr", "error"].str.contains("unavailable").all()
     assert table.loc[table["model"] != "svr", "score"].notna().all()
+
+    # a model the router does not serve (e.g. a stale list): the client names the way out
+    with RouterClient(handle.url, handle.api_key) as client, pytest.raises(UnknownModelError) as caught:
+        client.predict(SCHEMA.example(), model="xgboost")
+    assert caught.value.status == 404 and "does not serve model xgboost" in caught.value.user_message
