@@ -51,6 +51,10 @@ def ui_server(
             "none",
             "--browser.gatherUsageStats",
             "false",
+            "--client.toolbarMode",
+            "viewer",
+            "--client.showErrorDetails",
+            "none",
         ],
         name="streamlit",
         env={
