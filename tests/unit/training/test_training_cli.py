@@ -101,6 +101,7 @@ def test_download_command_fetches_and_verifies(
         assert f"sha256 {digest}  ok" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_writes_store_and_reports_that_agree(small_csv_dir, tmp_path: Path) -> None:
     """A whole fast run on a small copy of the data; every saved model is inspected afterwards."""
     folder = small_csv_dir(rows=160)

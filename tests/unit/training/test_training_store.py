@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from training_helpers import run_module
 
 from winemeup.runtimes import MODEL_NAMES
@@ -18,6 +19,7 @@ RUNTIME_OF_FRAMEWORK = {
 }
 
 
+@pytest.mark.slow
 def test_all_seven_round_trip_through_load_runtime(data_dir: Path, tmp_path: Path) -> None:
     home = tmp_path / "bentoml"
     result = run_module([str(SCRIPT), str(home), str(data_dir), str(tmp_path / "other")])
