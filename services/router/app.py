@@ -136,6 +136,7 @@ class Router:
             s.cache_max_entries,
             s.redis_timeout_seconds,
             s.cache_backoff_seconds,
+            s.near_cache_entries,
         )
         self.predictor = Predictor(self.cache)
         runner_models = [m for m in s.models if s.placement_of(m) == "runner"]

@@ -397,8 +397,12 @@ def make_cache(
     max_entries: int,
     timeout_seconds: float,
     backoff_seconds: float = 0.5,
+    near_entries: int = 0,
 ) -> PredictionCache:
-    """The Redis cache when a URL is set, else the in-memory LRU."""
+    """Redis (behind a near LRU of ``near_entries`` unless 0) when a URL is set, else the in-memory LRU."""
     if redis_url:
-        return RedisCache(redis_url, ttl_seconds, timeout_seconds, backoff_seconds)
+        far = RedisCache(redis_url, ttl_seconds, timeout_seconds, backoff_seconds)
+        if near_entries > 0:
+            return TieredCache(MemoryLRU(near_entries, ttl_seconds), far)
+        return far
     return MemoryCache(max_entries, ttl_seconds)
