@@ -3,13 +3,17 @@ passes against it (and fails with a wrong key).
 
 The router is started as a process from the environment the chart renders (router ConfigMap +
 the Secret's keys), with an inline LightGBM model saved to a model store in tmp_path; only the
-listen address and the model store path are changed from what the pod gets.
+listen address and the model store path are changed from what the pod gets. As root, it runs
+in a private mount namespace where the model store and the code are read-only and only the
+router pod's emptyDirs under $BENTOML_HOME are writable, as with readOnlyRootFilesystem.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +54,7 @@ def chart_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     if not (REPO_ROOT / "services" / "router" / "__main__.py").exists():
         pytest.skip("the router is not in this checkout yet")
     home = tmp_path_factory.mktemp("chart-router-store")
+    work = tmp_path_factory.mktemp("chart-router-work")
     _tiny_model_store(home)
     docs = parse(
         helm_template(
@@ -74,7 +79,7 @@ def chart_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         "WINEMEUP_ROUTER_ADMIN_API_KEYS": "chart-admin",
     }
     test_script = next(d for d in docs if d["kind"] == "ConfigMap" and "helm-test.py" in d.get("data", {}))
-    script = home / "helm-test.py"
+    script = work / "helm-test.py"
     script.write_text(test_script["data"]["helm-test.py"])
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WINEMEUP_")},
@@ -82,10 +87,28 @@ def chart_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         "BENTOML_HOME": str(home),
         "BENTOML_DO_NOT_TRACK": "True",
     }
-    log = home / "router.log"
+    argv = [sys.executable, "-m", "services.router"]
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        router = next(
+            d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-router")
+        )
+        container = router["spec"]["template"]["spec"]["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = []
+        for path in (home, REPO_ROOT):
+            mounts += [f"mount --bind {shlex.quote(str(path))} {shlex.quote(str(path))}"]
+            mounts += [f"mount -o remount,bind,ro {shlex.quote(str(path))}"]
+        for mount in container["volumeMounts"]:
+            if mount["mountPath"].startswith("/opt/winemeup/bentoml/"):
+                target = home / mount["mountPath"].removeprefix("/opt/winemeup/bentoml/")
+                mounts.append(f"mount -t tmpfs tmpfs {shlex.quote(str(target))}")
+        script_line = " && ".join([*mounts, f"cd {shlex.quote(str(REPO_ROOT))}", "exec " + shlex.join(argv)])
+        argv = ["unshare", "-m", "--propagation", "private", "bash", "-c", script_line]
+        full_env |= {"HOME": str(work), "TMPDIR": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
+    log = work / "router.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.router"],
+            argv,
             cwd=REPO_ROOT,
             env=full_env,
             stdout=out,
