@@ -59,3 +59,28 @@ def test_names_stay_within_63_characters_and_distinct_with_a_long_release_name()
     assert len(set(names)) == len(names), "two resources truncated to the same name"
     runners = {n for k, n in names if k == "Deployment" and "-runner-" in n}
     assert len(runners) == 7
+
+
+@pytest.mark.parametrize("name", list(VALUES_FILES))
+def test_install_dry_run_renders_hooks_and_notes(name: str) -> None:
+    """`helm install --dry-run=client` (no cluster): hooks, NOTES.txt and all templates render."""
+    path = VALUES_FILES[name]
+    result = subprocess.run(
+        [
+            str(tool("helm")),
+            "install",
+            "wm",
+            str(CHART),
+            "--dry-run=client",
+            "--namespace",
+            "winemeup",
+            *(["-f", str(path)] if path else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "helm test wm -n winemeup" in notes
+    assert "/v1/predict" in notes and "kubectl -n winemeup get secret" in notes
