@@ -213,20 +213,15 @@ class LocalStack:
         logger.info(
             "model store %s lacks %s: training (%s mode), log %s", self.store, missing, mode, log_path
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "training",
-            "train",
-            "--model-store",
-            str(self.store),
-            "--data-dir",
-            str(s.data_dir.resolve()),
-            "--reports-dir",
-            str(s.reports_dir.resolve()),
-        ]
+        # Only the missing models: a store that lacks one is not retrained from scratch.
+        argv = [sys.executable, "-m", "training", "train", "--model-store", str(self.store), "--no-progress"]
+        if s.data_dir is not None:
+            argv += ["--data-dir", str(s.data_dir.resolve())]
+        if s.reports_dir is not None:
+            argv += ["--reports-dir", str(s.reports_dir.resolve())]
         if s.fast:
             argv.append("--fast")
+        argv += missing
         started = time.monotonic()
         proc = ManagedProcess(
             argv=argv, log_path=log_path, env={"BENTOML_HOME": str(self.store)}, name="training"

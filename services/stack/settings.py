@@ -42,8 +42,14 @@ class StackSettings(BaseSettings):
         validation_alias=AliasChoices("WINEMEUP_STACK_MODEL_STORE", "BENTOML_HOME"),
         description="BentoML home holding the model store (trained into when empty).",
     )
-    data_dir: Path = Field(Path("data/wine-quality"), description="Folder of the Wine Quality CSV files.")
-    reports_dir: Path = Field(Path("reports"), description="Where training writes its reports.")
+    data_dir: Path | None = Field(
+        None,
+        description="Folder of the Wine Quality CSV files for training; unset: the training job's own "
+        "setting (WINEMEUP_TRAIN_DATA_DIR, else data/wine-quality).",
+    )
+    reports_dir: Path | None = Field(
+        None, description="Where training writes its reports; unset: the training job's own setting."
+    )
     run_dir: Path = Field(
         Path(".run"), description="Run state: logs/, runner homes, Prometheus config and data."
     )

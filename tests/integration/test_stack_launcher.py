@@ -73,11 +73,11 @@ class RunningStack:
         self.tree = self.process.descendants()
         return self
 
-    def predict(self, client: httpx.Client) -> dict[str, Any]:
+    def predict(self, client: httpx.Client, model: str = "lightgbm") -> dict[str, Any]:
         response = client.post(
             self.state["router_url"] + "/v1/predict",
             headers={"X-API-Key": self.api_key},
-            json={"features": SCHEMA.example(), "model": "lightgbm"},
+            json={"features": SCHEMA.example(), "model": model},
         )
         assert response.status_code == 200, response.text
         return response.json()
@@ -223,3 +223,34 @@ def test_next_start_stops_what_a_killed_launcher_left(tmp_path: Path, model_stor
     finally:
         first.stop()
         second.stop()
+
+
+def test_an_empty_store_is_trained_first(tmp_path: Path, data_dir: Path, client: httpx.Client) -> None:
+    """Only the missing model is trained (svr, fast mode: seconds), then served by its runner."""
+    store = tmp_path / "empty-store"
+    stack = RunningStack(
+        tmp_path,
+        store,
+        models="svr",
+        fast="true",
+        data_dir=str(data_dir),
+        reports_dir=str(tmp_path / "reports"),
+        placement="runner",
+        runner_base_port=str(consecutive_free_ports(len(MODEL_NAMES))),
+        cache="memory",
+        ui="false",
+        prometheus="false",
+    )
+    try:
+        stack.start()
+        assert [p.name for p in (store / "models").iterdir()] == ["svr"]
+        assert list(stack.state["runner_urls"]) == ["svr"]
+        assert stack.predict(client, model="svr")["model"] == "svr"
+        assert (
+            "--fast" in (stack.run_dir / "logs" / "train.log").read_text()
+            or (stack.run_dir / "logs" / "train.log").stat().st_size > 0
+        )
+        assert stack.shutdown() == 0
+        assert stack.leftovers() == []
+    finally:
+        stack.stop()
