@@ -233,7 +233,7 @@ def _run_training(
     for name in models_bar:
         models_bar.set_postfix_str(name)
         model_started = time.perf_counter()
-        cpu_started = time.process_time()
+        model_cpu_started = time.process_time()
         tuning: TuningResult | None = None
         if name == "lightgbm":
             tuning = tune_lightgbm(
@@ -281,7 +281,7 @@ def _run_training(
             test=metrics_by_type(y_test, test_pred, red_test),
             fit_seconds=fit_seconds,
             total_seconds=time.perf_counter() - model_started,
-            cpu_seconds=time.process_time() - cpu_started,
+            cpu_seconds=time.process_time() - model_cpu_started,
             tuning=tuning,
             estimator=estimator,
             test_predictions=test_pred,

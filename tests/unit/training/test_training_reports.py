@@ -46,6 +46,8 @@ def test_reports_hold_all_models_both_protocols_and_the_paper(small_run: Trainin
             assert set(figures) == {"overall", "red", "white"}
             assert 0 < figures["red"]["mae"] < 2 and 0 <= figures["white"]["acc_0_5"] <= 1
         assert m["seconds"]["total"] >= m["seconds"]["final_fit"] > 0
+    assert board["cpu_seconds"] >= sum(m["seconds"]["cpu"] for m in board["models"]) - 0.5
+    assert board["seconds"] >= sum(m["seconds"]["total"] for m in board["models"]) - 0.5
     assert board["best_model"] == next(m["name"] for m in board["models"] if m["saved"])
     assert set(board["checks"]["best_beats_paper_svm"]) == {"paper", "grouped_test"}
     assert set(board["checks"]["tuned_lightgbm_not_worse"]) == {"cv", "test", "paper_cv"}
