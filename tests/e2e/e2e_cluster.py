@@ -28,7 +28,12 @@ class E2ESettings(BaseSettings):
     context: str | None = Field("kind-winemeup", description="kubeconfig context (empty: the current one).")
     namespace: str = Field("winemeup", description="Namespace of the release.")
     release: str = Field("winemeup", description="Helm release name.")
-    base_url: str = Field("http://winemeup.localtest.me", description="Ingress URL of API and UI.")
+    ingress_url: str = Field(
+        "http://127.0.0.1", description="Where the ingress controller listens (kind maps it to the host)."
+    )
+    host: str = Field(
+        "winemeup.localtest.me", description="Host of the Ingress rule (sent as the Host header)."
+    )
     prometheus_namespace: str = Field("monitoring", description="Namespace of kube-prometheus-stack.")
     prometheus_service: str = Field(
         "kube-prometheus-stack-prometheus:9090",
@@ -57,7 +62,11 @@ class Cluster:
     def http(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, bytes]:
         """One HTTP call through the ingress, with the API key."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.settings.base_url.rstrip("/") + path, data=data, method=method)
+        request = urllib.request.Request(
+            self.settings.ingress_url.rstrip("/") + path, data=data, method=method
+        )
+        # The Host header selects the Ingress rule; no DNS needed for winemeup.localtest.me.
+        request.add_header("Host", self.settings.host)
         request.add_header("X-API-Key", self.api_key)
         if data is not None:
             request.add_header("Content-Type", "application/json")

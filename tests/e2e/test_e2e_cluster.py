@@ -117,7 +117,8 @@ def test_router_hpa_scales_out_under_load_and_back_in(cluster: Cluster) -> None:
         f"no scale-out within {cluster.settings.load_seconds:.0f} s of load "
         f"({sent[0]} ok, {sent[1]} failed requests)"
     )
-    assert sent[1] <= 0.01 * sum(sent), f"{sent[1]} of {sum(sent)} requests failed under load"
+    # Saturation before the new pods are ready may shed a few requests; many means trouble.
+    assert sent[1] <= 0.05 * sum(sent), f"{sent[1]} of {sum(sent)} requests failed under load"
 
     deadline = time.monotonic() + cluster.settings.scale_in_seconds
     while replicas() > floor:
