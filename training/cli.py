@@ -26,10 +26,10 @@ EXIT_DATA_ERROR = 2
 EXIT_FAILURE = 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     """The argument parser of both sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="python -m training",
+        prog=prog,
         description="Train the WineMeUp models on the UCI Wine Quality data, or fetch that data. "
         "Every flag overrides its setting (environment variable WINEMEUP_TRAIN_<NAME>).",
     )
@@ -150,7 +150,8 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m training`` and ``winemeup-train``; returns the exit code."""
-    parser = build_parser()
+    called_as = Path(sys.argv[0]).name
+    parser = build_parser(called_as if called_as == "winemeup-train" else "python -m training")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
