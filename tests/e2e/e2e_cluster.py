@@ -25,22 +25,27 @@ class E2ESettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WINEMEUP_E2E_", extra="ignore")
 
-    context: str | None = Field("kind-winemeup", description="kubeconfig context (empty: the current one).")
-    namespace: str = Field("winemeup", description="Namespace of the release.")
-    release: str = Field("winemeup", description="Helm release name.")
+    context: str | None = Field(
+        default="kind-winemeup", description="kubeconfig context (empty: the current one)."
+    )
+    namespace: str = Field(default="winemeup", description="Namespace of the release.")
+    release: str = Field(default="winemeup", description="Helm release name.")
     ingress_url: str = Field(
-        "http://127.0.0.1", description="Where the ingress controller listens (kind maps it to the host)."
+        default="http://127.0.0.1",
+        description="Where the ingress controller listens (kind maps it to the host).",
     )
     host: str = Field(
-        "winemeup.localtest.me", description="Host of the Ingress rule (sent as the Host header)."
+        default="winemeup.localtest.me", description="Host of the Ingress rule (sent as the Host header)."
     )
-    prometheus_namespace: str = Field("monitoring", description="Namespace of kube-prometheus-stack.")
+    prometheus_namespace: str = Field(default="monitoring", description="Namespace of kube-prometheus-stack.")
     prometheus_service: str = Field(
-        "kube-prometheus-stack-prometheus:9090",
+        default="kube-prometheus-stack-prometheus:9090",
         description="Prometheus Service and port (reached via the API server proxy).",
     )
-    load_seconds: float = Field(180.0, gt=0, description="Longest the HPA test drives load.")
-    scale_in_seconds: float = Field(300.0, gt=0, description="Longest the HPA test waits for the scale-in.")
+    load_seconds: float = Field(default=180.0, gt=0, description="Longest the HPA test drives load.")
+    scale_in_seconds: float = Field(
+        default=300.0, gt=0, description="Longest the HPA test waits for the scale-in."
+    )
 
 
 @dataclass
@@ -82,15 +87,14 @@ class Cluster:
         path = (
             f"/api/v1/namespaces/{s.prometheus_namespace}/services/{s.prometheus_service}/proxy/api/v1/query"
         )
-        response = self.core.api_client.call_api(
-            path,
-            "GET",
-            query_params=[("query", query)],
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=10,
+        client = self.core.api_client
+        method, url, headers, body, post_params = client.param_serialize(
+            method="GET", resource_path=path, query_params=[("query", query)], auth_settings=["BearerToken"]
         )
-        payload = json.loads(response[0].data)
+        response = client.call_api(
+            method, url, header_params=headers, body=body, post_params=post_params, _request_timeout=10
+        )
+        payload = json.loads(response.read())
         assert payload["status"] == "success", payload
         return list(payload["data"]["result"])
 

@@ -1,0 +1,67 @@
+"""The e2e suite's own adapters work without a cluster: the Prometheus query goes through the
+API server's service-proxy path with the kubernetes client, checked here against a real
+Prometheus serving under that path (--web.route-prefix)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from e2e_cluster import Cluster, E2ESettings
+
+pytestmark = pytest.mark.integration
+
+
+def test_prometheus_query_through_the_service_proxy_path(tmp_path: Path) -> None:
+    prometheus = shutil.which("prometheus")
+    if not prometheus:
+        pytest.skip("prometheus is not installed (Debian package prometheus)")
+    from kubernetes import client
+
+    settings = E2ESettings()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prefix = (
+        f"/api/v1/namespaces/{settings.prometheus_namespace}/services/{settings.prometheus_service}/proxy"
+    )
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: self\n    metrics_path: {prefix}/metrics\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    )
+    process = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.route-prefix={prefix}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        configuration = client.Configuration()
+        configuration.host = f"http://127.0.0.1:{port}"
+        cluster = Cluster(settings, client.CoreV1Api(client.ApiClient(configuration)), None, None, "unused")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                result = cluster.prometheus('up{job="self"} == 1')
+            except Exception:  # not listening yet
+                result = []
+            if result:
+                break
+            assert time.monotonic() < deadline, "Prometheus never reported its own target up"
+            time.sleep(0.5)
+        assert result[0]["metric"]["job"] == "self"
+        assert cluster.prometheus('up{job="nothing"}') == []
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
