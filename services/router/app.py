@@ -197,6 +197,8 @@ class Router:
             task.cancel()
         for model in self.models.values():
             await model.close()
+        if self.predictor is not None:
+            await self.predictor.drain()
         if self._session is not None:
             await self._session.close()
         if self.cache is not None:

@@ -97,8 +97,12 @@ class PredictionCache(ABC):
         """The cached score of each key, None where there is none (or the cache failed)."""
 
     @abstractmethod
-    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
-        """Store scores (with the configured TTL)."""
+    def set_many(self, items: Sequence[tuple[bytes, float]]) -> Awaitable[None]:
+        """Store scores (with the configured TTL).
+
+        In-process tiers are filled before this returns; the awaitable completes the remote
+        write, so a caller may run it in the background without racing its own process.
+        """
 
     async def get(self, key: bytes) -> float | None:
         """The cached score of one key."""
@@ -106,6 +110,10 @@ class PredictionCache(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+async def _done() -> None:
+    """An awaitable that completes at once."""
 
 
 class MemoryLRU:
@@ -158,10 +166,11 @@ class MemoryCache(PredictionCache):
     async def get(self, key: bytes) -> float | None:
         return self.lru.get(key)
 
-    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
+    def set_many(self, items: Sequence[tuple[bytes, float]]) -> Awaitable[None]:
         put = self.lru.set
         for key, value in items:
             put(key, value)
+        return _done()
 
 
 class RateLimitedLog:
@@ -265,7 +274,10 @@ class RedisCache(PredictionCache):
             return None
         return unpack_score(value)
 
-    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
+    def set_many(self, items: Sequence[tuple[bytes, float]]) -> Awaitable[None]:
+        return self._set_many(items)
+
+    async def _set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
         if not items or self.bypassed:
             return
         try:
@@ -329,11 +341,11 @@ class TieredCache(PredictionCache):
                     put(keys[i], value)
         return values
 
-    async def set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
+    def set_many(self, items: Sequence[tuple[bytes, float]]) -> Awaitable[None]:
         put = self.near.set
         for key, value in items:
             put(key, value)
-        await self.far.set_many(items)
+        return self.far.set_many(items)
 
     async def close(self) -> None:
         await self.far.close()

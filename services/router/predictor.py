@@ -29,11 +29,33 @@ class BatchResult:
 class Predictor:
     """Scores rows with a model, through the cache, computing each distinct miss once."""
 
-    def __init__(self, cache: PredictionCache):
+    def __init__(self, cache: PredictionCache, max_background_writes: int = 32):
         self.cache = cache
         self.flight: SingleFlight[Result] = SingleFlight()
         self._hits = metrics.CACHE_HITS.labels(cache.backend)
         self._misses = metrics.CACHE_MISSES.labels(cache.backend)
+        self._writes: set[asyncio.Task[None]] = set()
+        self._max_writes = max_background_writes
+
+    async def _store_batch(self, items: list[tuple[bytes, float]]) -> None:
+        """Store a batch's fresh scores after answering (the cache never fails a request).
+
+        A near cache, if any, is filled before this returns, so this process never recomputes
+        them; only other replicas may miss during the Redis write. Beyond
+        ``max_background_writes`` pending writes the caller waits (back-pressure).
+        """
+        write = self.cache.set_many(items)
+        if len(self._writes) >= self._max_writes:
+            await write
+            return
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def drain(self) -> None:
+        """Wait for pending background cache writes (at shutdown)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def predict_one(self, model: ServedModel, row: list[float]) -> tuple[float, str, bool]:
         """(score, model_version, cached) for one model-input row."""
@@ -110,10 +132,10 @@ class Predictor:
                 known[key] = score
                 flight.resolve(key, (score, version))
             if version == keymaker.version:
-                await self.cache.set_many(list(zip(compute, fresh, strict=True)))
+                await self._store_batch(list(zip(compute, fresh, strict=True)))
             elif model.keys is not None and model.keys.version == version:
                 new_keys = model.keys.keys(matrix[idx])
-                await self.cache.set_many(list(zip(new_keys, fresh, strict=True)))
+                await self._store_batch(list(zip(new_keys, fresh, strict=True)))
         for key, waiter in pending:
             known[key] = (await asyncio.shield(waiter))[0]
         return BatchResult(

@@ -10,6 +10,7 @@ checks that the two agree.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -19,46 +20,99 @@ from services.router.errors import MalformedRequest, ValidationFailed
 from winemeup.schema import SCHEMA, FieldError
 
 _NAMES: tuple[str, ...] = tuple(SCHEMA.names)
-_NAME_SET = frozenset(_NAMES)
 _WIDTH = len(_NAMES)
-# (name, minimum, maximum) for numbers; (name, None, choice->code) for categories.
-_NUMERIC = tuple(
-    (i, f.name, f.minimum, f.maximum) for i, f in enumerate(SCHEMA.features) if f.kind == "number"
-)
+_NUMERIC = tuple(f for f in SCHEMA.features if f.kind == "number")
+_NUM_POSITIONS = tuple(_NAMES.index(f.name) for f in _NUMERIC)
+_NUM_POS = np.array(_NUM_POSITIONS)
+_GET_NUMBERS = operator.itemgetter(*(f.name for f in _NUMERIC))
+_BOUNDS = tuple((f.minimum, f.maximum) for f in _NUMERIC)
+_LOWS = np.array([f.minimum for f in _NUMERIC])
+_HIGHS = np.array([f.maximum for f in _NUMERIC])
+# Category features: (position, name, choice -> code), the codes being SCHEMA.encode's.
 _CATEGORIES = tuple(
-    (i, f.name, {c: (1.0 if c == f.choices[0] else 0.0) for c in f.choices})
+    (_NAMES.index(f.name), f.name, {c: SCHEMA.encode({**SCHEMA.example(), f.name: c})[i] for c in f.choices})
     for i, f in enumerate(SCHEMA.features)
     if f.kind == "category"
 )
-# The schema's one cross-field rule (free SO2 cannot exceed total SO2), by position.
-_FREE_SO2 = _NAMES.index(SCHEMA["free_sulfur_dioxide"].name)
-_TOTAL_SO2 = _NAMES.index(SCHEMA["total_sulfur_dioxide"].name)
+_CAT_POS = np.array([pos for pos, _, _ in _CATEGORIES])
+_NUMBERS_FIRST = _NUM_POSITIONS + tuple(pos for pos, _, _ in _CATEGORIES) == tuple(range(_WIDTH))
+_NUMBER_TYPES = frozenset((float, int))  # bool is its own type: rejected, as the schema does
+# The schema's one cross-field rule (free SO2 cannot exceed total SO2), by numeric position.
+_NUMERIC_NAMES = [f.name for f in _NUMERIC]
+_FREE_SO2 = _NUMERIC_NAMES.index(SCHEMA["free_sulfur_dioxide"].name)
+_TOTAL_SO2 = _NUMERIC_NAMES.index(SCHEMA["total_sulfur_dioxide"].name)
+
+
+def _numbers_and_codes(instance: Any) -> tuple[tuple[Any, ...], list[float]] | None:
+    """Numeric values (schema order of numbers) and category codes, if all are well typed."""
+    if type(instance) is not dict or len(instance) != _WIDTH:
+        return None
+    try:
+        numbers = _GET_NUMBERS(instance)
+        codes = [choices[instance[name]] for _, name, choices in _CATEGORIES]
+    except (KeyError, TypeError):  # missing, aliased or unknown field; unhashable category value
+        return None
+    if not _NUMBER_TYPES.issuperset(map(type, numbers)):
+        return None
+    return numbers, codes
 
 
 def fast_row(instance: Any) -> list[float] | None:
     """The model-input row of an instance that is certainly valid, else None (use the schema)."""
-    if type(instance) is not dict or len(instance) != _WIDTH:
+    parts = _numbers_and_codes(instance)
+    if parts is None:
         return None
+    numbers, codes = parts
+    for value, (low, high) in zip(numbers, _BOUNDS, strict=True):
+        if not low <= value <= high:
+            return None
+    if numbers[_FREE_SO2] > numbers[_TOTAL_SO2]:
+        return None
+    if _NUMBERS_FIRST:
+        return [*map(float, numbers), *codes]
     row = [0.0] * _WIDTH
-    try:
-        for i, name, low, high in _NUMERIC:
-            value = instance[name]
-            kind = type(value)
-            if kind is not float and kind is not int:
-                return None
-            if not low <= value <= high:  # also false for NaN
-                return None
-            row[i] = float(value)
-        for i, name, codes in _CATEGORIES:
-            code = codes.get(instance[name])  # type: ignore[call-overload]
-            if code is None:
-                return None
-            row[i] = code
-    except (KeyError, TypeError):
-        return None
-    if row[_FREE_SO2] > row[_TOTAL_SO2]:
-        return None
+    for pos, value in zip(_NUM_POSITIONS, numbers, strict=True):
+        row[pos] = float(value)
+    for (pos, _, _), code in zip(_CATEGORIES, codes, strict=True):
+        row[pos] = code
     return row
+
+
+def fast_matrix(instances: list[Any]) -> tuple[np.ndarray, list[int]]:
+    """Model-input rows of many instances, checked with vectorised bounds.
+
+    Returns the (n, 12) matrix and the indices of instances it could not prove valid (their
+    rows are garbage; run ``SCHEMA.check`` on those).
+    """
+    n = len(instances)
+    numbers = np.zeros((n, len(_NUMERIC)), dtype=np.float64)
+    codes = np.zeros((n, len(_CATEGORIES)), dtype=np.float64)
+    unsure: list[int] = []
+    number_rows: list[tuple[Any, ...]] = []
+    code_rows: list[list[float]] = []
+    good: list[int] = []
+    for i, instance in enumerate(instances):
+        parts = _numbers_and_codes(instance)
+        if parts is None:
+            unsure.append(i)
+            continue
+        good.append(i)
+        number_rows.append(parts[0])
+        code_rows.append(parts[1])
+    if good:
+        numbers[good] = np.array(number_rows, dtype=np.float64)
+        if len(_CATEGORIES):
+            codes[good] = np.array(code_rows, dtype=np.float64)
+        out_of_bounds = ~((numbers >= _LOWS) & (numbers <= _HIGHS)).all(axis=1)
+        out_of_bounds |= numbers[:, _FREE_SO2] > numbers[:, _TOTAL_SO2]
+        out_of_bounds[unsure] = False
+        unsure.extend(np.flatnonzero(out_of_bounds).tolist())
+        unsure.sort()
+    matrix = np.empty((n, _WIDTH), dtype=np.float64)
+    matrix[:, _NUM_POS] = numbers
+    if len(_CATEGORIES):
+        matrix[:, _CAT_POS] = codes
+    return matrix, unsure
 
 
 def instance_row(instance: Any, prefix: str) -> tuple[list[float], list[FieldError]]:
@@ -152,15 +206,13 @@ def parse_batch(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
             FieldError("instances", f"holds {len(instances)} instances; at most {max_rows} are allowed")
         )
         raise ValidationFailed(errors)
-    matrix = np.empty((len(instances), _WIDTH), dtype=np.float64)
-    for i, instance in enumerate(instances):
-        row = fast_row(instance)
-        if row is None:
-            row, field_errors = SCHEMA.check(instance, f"instances[{i}].")
-            if field_errors:
-                errors.extend(field_errors)
-                continue
-        matrix[i] = row
+    matrix, unsure = fast_matrix(instances)
+    for i in unsure:
+        row, field_errors = SCHEMA.check(instances[i], f"instances[{i}].")
+        if field_errors:
+            errors.extend(field_errors)
+        else:
+            matrix[i] = row
     if errors:
         raise ValidationFailed(errors)
     return matrix, model

@@ -97,7 +97,8 @@ def test_batch_uses_mget_and_pipelined_sets(stack: tuple[Any, Any], client: http
     client.post("/v1/predict", json={"features": instances[5]})
     first = client.post("/v1/predict/batch", json={"instances": instances}).json()
     assert [p["cached"] for p in first["predictions"]] == [i == 5 for i in range(20)]
-    assert _dbsize(redis) == before + 20
+    # A batch's scores are written to Redis just after the answer: wait for them.
+    assert _until(lambda: _dbsize(redis) == before + 20, timeout=5), _dbsize(redis) - before
     again = client.post("/v1/predict/batch", json={"instances": instances}).json()
     assert all(p["cached"] for p in again["predictions"])
     assert [p["score"] for p in again["predictions"]] == [p["score"] for p in first["predictions"]]

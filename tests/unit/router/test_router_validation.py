@@ -9,7 +9,14 @@ import orjson
 import pytest
 
 from services.router.errors import MalformedRequest, ValidationFailed
-from services.router.validation import fast_row, parse_batch, parse_default_model, parse_json, parse_predict
+from services.router.validation import (
+    fast_matrix,
+    fast_row,
+    parse_batch,
+    parse_default_model,
+    parse_json,
+    parse_predict,
+)
 from winemeup.schema import SCHEMA
 
 EXAMPLE = SCHEMA.example()
@@ -63,6 +70,23 @@ def test_fast_row_agrees_with_schema_check() -> None:
             assert not errors, (inst, errors)
             assert fast == row
     assert fast_hits > 100  # the fast path is really exercised
+
+
+def test_fast_matrix_agrees_with_schema_check() -> None:
+    rng = random.Random(99)
+    instances = [_mutations(rng) for _ in range(3000)]
+    matrix, unsure = fast_matrix(instances)
+    unsure_set = set(unsure)
+    assert unsure == sorted(unsure_set)
+    proven = 0
+    for i, inst in enumerate(instances):
+        row, errors = SCHEMA.check(inst)
+        if i not in unsure_set:
+            proven += 1
+            assert not errors, (inst, errors)
+            assert matrix[i].tolist() == row
+    assert proven > 100
+    assert fast_matrix([])[0].shape == (0, 12)
 
 
 def test_fast_row_examples() -> None:
