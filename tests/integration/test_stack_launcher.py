@@ -198,6 +198,8 @@ def test_next_start_stops_what_a_killed_launcher_left(tmp_path: Path, model_stor
     settings = {"placement": "inline", "cache": "memory", "ui": "false", "prometheus": "false"}
     first = RunningStack(tmp_path, model_store, **settings)
     second = RunningStack(tmp_path, model_store, **settings)
+    third = RunningStack(tmp_path, model_store, **settings)
+    third.process.log_path = tmp_path / "third.log"
     try:
         first.start()
         assert first.process.process is not None
@@ -211,8 +213,6 @@ def test_next_start_stops_what_a_killed_launcher_left(tmp_path: Path, model_stor
         assert first.leftovers() == []
 
         # A third launcher on the same run dir refuses to start while the second one lives.
-        third = RunningStack(tmp_path, model_store, **settings)
-        third.process.log_path = tmp_path / "third.log"
         third.process.launch()
         assert third.process.process is not None and third.process.process.wait(timeout=60) == 1
         assert "another stack" in third.process.log_path.read_text()
@@ -221,8 +221,8 @@ def test_next_start_stops_what_a_killed_launcher_left(tmp_path: Path, model_stor
         assert second.shutdown() == 0
         assert second.leftovers() == []
     finally:
-        first.stop()
-        second.stop()
+        for stack in (third, second, first):
+            stack.stop()
 
 
 def test_an_empty_store_is_trained_first(tmp_path: Path, data_dir: Path, client: httpx.Client) -> None:
