@@ -187,6 +187,29 @@ def test_router_and_ui_settings_parse_with_the_real_settings_classes(
             assert runner.model in MODEL_NAMES
 
 
+def test_every_setting_the_chart_sets_is_a_field_of_the_settings_classes(render: Render) -> None:
+    """The settings classes ignore unknown variables: a misspelt or renamed one would be lost
+    silently, so every WINEMEUP_* name the chart renders must be a field."""
+    known = {
+        "WINEMEUP_ROUTER_": set(RouterSettings.model_fields),
+        "WINEMEUP_RUNNER_": set(RunnerSettings.model_fields),
+        "WINEMEUP_UI_": set(UISettings.model_fields),
+    }
+    names = set()
+    for config in render.of_kind("ConfigMap"):
+        names |= set(config.get("data", {}))
+    for workload in render.of_kind("Deployment"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            names |= {e["name"] for e in container.get("env", [])}
+    unknown = []
+    for name in sorted(names):
+        for prefix, fields in known.items():
+            if name.startswith(prefix) and name.removeprefix(prefix).lower() not in fields:
+                unknown.append(name)
+    assert not unknown, f"set by the chart but not a settings field: {unknown}"
+    assert any(n.startswith("WINEMEUP_ROUTER_") for n in names)
+
+
 def test_network_policies_select_the_right_pods(renders: dict[str, Render]) -> None:
     render = renders["all-features"]
     policies = {p["metadata"]["name"]: p for p in render.of_kind("NetworkPolicy")}
