@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = b"wmu:p1:"
 _SCORE = struct.Struct("<d")
 _DIGEST_BYTES = 16
+KEY_BYTES = len(KEY_PREFIX) + _DIGEST_BYTES
+"""Every cache key has this length (the batch store relies on it)."""
 _ROW = struct.Struct(f"<{len(SCHEMA)}d")
 
 
@@ -194,12 +196,19 @@ class RateLimitedLog:
         self.log.warning(message, *args)
 
 
+# Keys and scores travel as two packed blobs (fixed widths): three arguments instead of
+# 2n+1 saves redis-py about 2 µs of packing per row. The keys are not declared in KEYS, so
+# this assumes one Redis instance (as the chart deploys), not Redis Cluster.
 _SET_BATCH_LUA = """
 local ttl = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+local keys, scores = ARGV[2], ARGV[3]
+local kw, sw = tonumber(ARGV[4]), 8
+local n = #scores / sw
+for i = 0, n - 1 do
+  redis.call('SET', string.sub(keys, i * kw + 1, (i + 1) * kw), string.sub(scores, i * sw + 1, (i + 1) * sw),
+             'EX', ttl)
 end
-return #KEYS
+return n
 """
 
 
@@ -285,10 +294,10 @@ class RedisCache(PredictionCache):
                 key, value = items[0]
                 await self.client.set(key, pack_score(value), ex=self.ttl)
                 return
-            keys = [key for key, _ in items]
-            values: list[bytes | int] = [self.ttl, *(pack_score(value) for _, value in items)]
+            keys = b"".join([key for key, _ in items])
+            scores = np.fromiter((value for _, value in items), dtype="<f8", count=len(items)).tobytes()
             # An OOM (or any) error answer to the script counts as a cache error.
-            await self._set_batch(keys=keys, args=values)
+            await self._set_batch(args=[self.ttl, keys, scores, KEY_BYTES])
         except Exception as e:
             self._failed("set", e)
 

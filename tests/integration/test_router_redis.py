@@ -119,6 +119,17 @@ def test_a_second_replica_hits_what_the_first_stored(
     assert r["cached"] is True  # from Redis: this replica's near cache was empty
     assert r["score"] == first["score"]
     assert r["model_version"] == first["model_version"]
+    # Batches: stored by one Lua call on the first router, read by MGET on the replica.
+    instances = [_wine(10.8 + i / 1000)["features"] for i in range(30)]
+    keys_before = _dbsize(redis)
+    stored = client.post("/v1/predict/batch", json={"instances": instances}).json()["predictions"]
+    assert not any(p["cached"] for p in stored)
+    assert _until(lambda: _dbsize(redis) == keys_before + 30, timeout=5)
+    got = httpx.post(
+        f"{replica.url}/v1/predict/batch", json={"instances": instances}, headers=replica.headers()
+    ).json()["predictions"]
+    assert [p["cached"] for p in got] == [True] * 30
+    assert [p["score"] for p in got] == [p["score"] for p in stored]
 
 
 def test_other_model_same_features_is_not_a_hit(client: httpx.Client) -> None:
