@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 import bentoml
-from pydantic import BaseModel, Field, StrictFloat
+from pydantic import BaseModel, Field, StrictFloat, ValidationError
 from starlette.responses import JSONResponse
 
 from services.runner.core import ModelServer, runner_name
@@ -37,7 +37,14 @@ logger = logging.getLogger(__name__)
 
 # `bentoml serve ... --arg model=svr` or a bento's baked-in arguments; WINEMEUP_RUNNER_* wins.
 _bento_arguments = {k: v for k, v in vars(bentoml.use_arguments()).items() if k in ("model", "version")}
-settings = RunnerSettings(**_bento_arguments)
+try:
+    settings = RunnerSettings(**_bento_arguments)
+except ValidationError as e:
+    # Not a ValueError on the way out: BentoML's loader reads a ValueError as "not a bento tag".
+    raise RuntimeError(
+        f"invalid runner settings: {e}\nSet WINEMEUP_RUNNER_MODEL to one of the seven models "
+        "(or pass `--arg model=<name>` to bentoml serve)."
+    ) from None
 
 
 class PredictResponse(BaseModel):
