@@ -91,7 +91,7 @@ class RouterSettings(BaseSettings):
         True, description="Load every inline model in the background at start-up (default model first)."
     )
     runner_max_inflight_calls: int = Field(
-        4,
+        2,
         gt=0,
         description="Most concurrent /predict calls to one runner; further misses queue and are batched.",
     )
