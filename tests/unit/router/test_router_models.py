@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from services.router.errors import ModelUnavailable
-from services.router.models import LOADING, READY, UNAVAILABLE, InlineModel
+from services.router.models import LOADING, READY, UNAVAILABLE, InlineModel, RunnerModel, RunnerUnreachable
 from winemeup.runtimes.base import ModelInfo
 
 
@@ -95,5 +95,55 @@ def test_failed_load_is_unavailable_then_retried() -> None:
         await asyncio.sleep(0.25)
         await model.ensure_ready()
         assert model.status == READY and attempts == 2
+
+    asyncio.run(scenario())
+
+
+class RunnerStub:
+    """Stands in for RunnerClient: answers with a version, or fails like an unreachable runner."""
+
+    def __init__(self) -> None:
+        self.base_url = "http://runner"
+        self.version = "r1"
+        self.up = True
+
+    async def ready(self) -> bool:
+        return self.up
+
+    async def metadata(self) -> dict[str, Any]:
+        if not self.up:
+            raise RunnerUnreachable("connection refused")
+        return {
+            "version": self.version,
+            "framework": "sklearn",
+            "labels": {},
+            "metadata": {"metrics": {"r2": 0.4}},
+        }
+
+    async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:
+        if not self.up:
+            raise RunnerUnreachable("connection refused")
+        return matrix.sum(axis=1), self.version
+
+
+def test_runner_model_failure_isolation_probe_and_version_change() -> None:
+    async def scenario() -> None:
+        stub = RunnerStub()
+        model = RunnerModel("svr", stub, probe_interval=60, max_rows=64, wait_ms=0, max_inflight=2)  # type: ignore[arg-type]
+        await model.probe()
+        keys = await model.ensure_ready()
+        assert (model.status, keys.version, model.describe()["metrics"]) == (READY, "r1", {"r2": 0.4})
+        stub.up = False
+        with pytest.raises(ModelUnavailable, match="model 'svr' is unavailable: connection refused"):
+            await model.predict(ROWS)
+        assert model.status == UNAVAILABLE
+        with pytest.raises(ModelUnavailable):
+            await model.ensure_ready()  # fails fast while marked down
+        stub.up, stub.version = True, "r2"
+        await model.probe()
+        assert model.status == READY and (await model.ensure_ready()).version == "r2"
+        stub.version = "r3"  # redeployed between probes: the answer's version wins
+        _, version = await model.predict(ROWS)
+        assert version == "r3" and model.keys is not None and model.keys.version == "r3"
 
     asyncio.run(scenario())
