@@ -45,7 +45,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON = b"application/json"
-_JSON_HEADERS = [(b"content-type", JSON)]
+DEFAULT_MODEL_KEY = "wmu:default-model"
+"""Redis key of the shared default model record ``{"model", "configured"}``."""
 
 
 @dataclass(slots=True)
@@ -167,6 +168,9 @@ class Router:
             await model.start()
         metrics.set_default_model(self.default_model, list(self.models))
         self._spawn(self._preload())
+        if self._shared_redis() is not None:
+            await self._sync_default()
+            self._spawn(self._sync_default_loop())
         logger.info(
             "router serving %s (default %s), cache %s, on %s:%s",
             ", ".join(f"{m.name}:{m.placement}" for m in self.models.values()),
@@ -175,6 +179,49 @@ class Router:
             s.host,
             s.port,
         )
+
+    def _shared_redis(self) -> RedisCache | None:
+        redis = self.cache.far if isinstance(self.cache, TieredCache) else self.cache
+        return redis if isinstance(redis, RedisCache) else None
+
+    def _apply_default(self, name: str, why: str) -> None:
+        if name == self.default_model:
+            return
+        previous, self.default_model = self.default_model, name
+        metrics.set_default_model(name, list(self.models))
+        logger.info("default model %s -> %s (%s)", previous, name, why)
+        model = self.models[name]
+        if isinstance(model, InlineModel):
+            model.begin_load()
+
+    async def _sync_default(self) -> None:
+        """Adopt the default model another replica swapped to, if it was swapped from our config.
+
+        The shared record names the configured default it was made over: after a deploy that
+        changes the configured default, the configuration wins again.
+        """
+        redis = self._shared_redis()
+        if redis is None:
+            return
+        text = await redis.get_text(DEFAULT_MODEL_KEY)
+        if not text:
+            return
+        try:
+            record = orjson.loads(text)
+            name, configured = record["model"], record["configured"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            logger.warning("ignoring malformed shared default model record %.100r", text)
+            return
+        if configured == self.settings.default_model and name in self.models:
+            self._apply_default(name, "swapped on another replica")
+
+    async def _sync_default_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.default_sync_seconds)
+            try:
+                await self._sync_default()
+            except Exception:  # a sync bug must not end syncing
+                logger.exception("syncing the default model failed")
 
     async def _preload(self) -> None:
         default = self.models[self.default_model]
@@ -368,17 +415,23 @@ class Router:
         """Change the default model (admin key only); the next request uses it.
 
         Body: `{"model": "<name>"}`. Cache keys carry the model name and version, so a swap
-        can never serve another model's cached score.
+        can never serve another model's cached score. With Redis, the swap is shared: other
+        replicas adopt it within `default_sync_seconds` (`"shared": true` in the answer).
         """
         name = parse_default_model(await self._json_body(request))
         model = self._model(name, request)
-        previous, self.default_model = self.default_model, model.name
-        metrics.set_default_model(self.default_model, list(self.models))
-        logger.info("default model %s -> %s", previous, model.name)
-        if isinstance(model, InlineModel):
-            model.begin_load()
+        previous = self.default_model
+        self._apply_default(model.name, "admin request")
+        shared = False
+        redis = self._shared_redis()
+        if redis is not None:
+            record = orjson.dumps({"model": model.name, "configured": self.settings.default_model})
+            shared = await redis.set_text(DEFAULT_MODEL_KEY, record.decode())
         return Response(
-            200, orjson.dumps({"default": model.name, "previous": previous, "status": model.status})
+            200,
+            orjson.dumps(
+                {"default": model.name, "previous": previous, "status": model.status, "shared": shared}
+            ),
         )
 
     async def features(self, request: Request) -> Response:

@@ -301,6 +301,24 @@ class RedisCache(PredictionCache):
         except Exception as e:
             self._failed("set", e)
 
+    async def get_text(self, key: str) -> str | None:
+        """A small shared value (e.g. the default model); None when absent or Redis fails."""
+        try:
+            value = await self.client.get(key)
+        except Exception as e:
+            self._log.warning("redis get %s failed (%s: %s)", key, type(e).__name__, e)
+            return None
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def set_text(self, key: str, value: str) -> bool:
+        """Store a small shared value without expiry; False when Redis fails."""
+        try:
+            await self.client.set(key, value)
+        except Exception as e:
+            self._log.warning("redis set %s failed (%s: %s)", key, type(e).__name__, e)
+            return False
+        return True
+
     async def ping(self) -> bool:
         """True when Redis answers now (for /readyz detail; never raises)."""
         try:

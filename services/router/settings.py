@@ -100,6 +100,11 @@ class RouterSettings(BaseSettings):
         ge=0,
         description="In-process LRU in front of Redis (0 = off); safe as a key's score never changes.",
     )
+    default_sync_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a replica reads the default model another replica swapped to (Redis).",
+    )
     cache_backoff_seconds: float = Field(
         0.5, gt=0, description="After a Redis error, serve without the cache for this long before retrying."
     )

@@ -227,3 +227,37 @@ def test_redis_slow_is_a_timeout_not_a_slow_answer(
     assert elapsed < 0.8, f"a paused Redis held the request for {elapsed:.2f}s"
     assert _errors(client, metric_reader) >= before + 1
     time.sleep(1.6)  # let the pause end before the next test
+
+
+def test_hot_swap_is_shared_between_replicas(
+    stack: tuple[Any, Any], client: httpx.Client, model_store: Path, router: Callable[..., Any]
+) -> None:
+    _, redis = stack
+    other = router(model_store, models=MODELS, redis_url=redis.url, default_sync_seconds=0.2)
+    other.wait_ready()
+    try:
+        r = httpx.put(
+            f"{other.url}/v1/models/default", json={"model": "xgboost"}, headers=other.headers(admin=True)
+        )
+        assert r.status_code == 200 and r.json()["shared"] is True, r.text
+        # This replica answers with xgboost at once; the first one adopts it within its sync interval.
+        assert httpx.post(f"{other.url}/v1/predict", json=_wine(10.1), headers=other.headers()).json()[
+            "model"
+        ] == ("xgboost")
+        assert _until(
+            lambda: client.post("/v1/predict", json=_wine(10.1)).json()["model"] == "xgboost", timeout=5
+        )
+        assert client.get("/v1/models").json()["default"] == "xgboost"
+    finally:
+        httpx.put(
+            f"{other.url}/v1/models/default", json={"model": "lightgbm"}, headers=other.headers(admin=True)
+        )
+    assert _until(lambda: client.get("/v1/models").json()["default"] == "lightgbm", timeout=5)
+    # A replica configured with another default ignores a swap made over lightgbm.
+    third = router(
+        model_store, models=MODELS, redis_url=redis.url, default_model="xgboost", default_sync_seconds=0.1
+    )
+    third.wait_ready()
+    httpx.put(f"{other.url}/v1/models/default", json={"model": "lightgbm"}, headers=other.headers(admin=True))
+    time.sleep(0.5)
+    assert httpx.get(f"{third.url}/v1/models", headers=third.headers()).json()["default"] == "xgboost"
