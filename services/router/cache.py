@@ -34,6 +34,10 @@ _SCORE = struct.Struct("<d")
 _DIGEST_BYTES = 16
 KEY_BYTES = len(KEY_PREFIX) + _DIGEST_BYTES
 """Every cache key has this length (the batch store relies on it)."""
+BULK_MIN_KEYS = 64
+"""Lookups of more keys than this use the bulk connections."""
+BULK_TIMEOUT_FACTOR = 10.0
+"""Bulk commands may take this many times ``redis_timeout_seconds``."""
 _ROW = struct.Struct(f"<{len(SCHEMA)}d")
 
 
@@ -239,9 +243,19 @@ class RedisCache(PredictionCache):
             health_check_interval=0,
         )
         self.client = redis.Redis(connection_pool=pool, retry_on_timeout=False)
+        # Batch commands (MGET of thousands of keys, the batch store) get their own pool with
+        # a longer read deadline, so one large batch cannot trip the back-off for everyone.
+        bulk_pool = redis.ConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            socket_timeout=timeout_seconds * BULK_TIMEOUT_FACTOR,
+            socket_connect_timeout=timeout_seconds,
+            health_check_interval=0,
+        )
+        self.bulk = redis.Redis(connection_pool=bulk_pool, retry_on_timeout=False)
         # One EVALSHA stores a whole batch with its TTL: a pipeline of N SETs costs N command
         # packings and N reply parses in Python, about 40 µs per row.
-        self._set_batch = self.client.register_script(_SET_BATCH_LUA)
+        self._set_batch = self.bulk.register_script(_SET_BATCH_LUA)
         self._bypass_until = 0.0
         self._log = RateLimitedLog(logger)
         self._errors = metrics.CACHE_ERRORS.labels(self.backend)
@@ -267,7 +281,7 @@ class RedisCache(PredictionCache):
         if self.bypassed:
             return [None] * len(keys)
         try:
-            values = await self.client.mget(keys)
+            values = await (self.bulk if len(keys) > BULK_MIN_KEYS else self.client).mget(keys)
         except Exception as e:
             self._failed("get", e)
             return [None] * len(keys)
@@ -329,6 +343,7 @@ class RedisCache(PredictionCache):
     async def close(self) -> None:
         try:
             await self.client.aclose()
+            await self.bulk.aclose()
         except Exception as e:  # closing a broken connection must not fail shutdown
             logger.debug("closing redis: %s", e)
 
