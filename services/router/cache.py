@@ -114,6 +114,14 @@ class PredictionCache(ABC):
         """The cached score of one key."""
         return (await self.get_many((key,)))[0]
 
+    def peek(self, key: bytes) -> float | None:
+        """The score in this process's own tier, without I/O (None when there is no such tier).
+
+        After an awaited miss, a concurrent request may have computed and stored the key in
+        the meantime: looking here first keeps concurrent identical misses to one model call.
+        """
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -170,6 +178,9 @@ class MemoryCache(PredictionCache):
         return [get(k) for k in keys]
 
     async def get(self, key: bytes) -> float | None:
+        return self.lru.get(key)
+
+    def peek(self, key: bytes) -> float | None:
         return self.lru.get(key)
 
     def set_many(self, items: Sequence[tuple[bytes, float]]) -> Awaitable[None]:
@@ -360,6 +371,9 @@ class TieredCache(PredictionCache):
         self.near = near
         self.far = far
         self.backend = far.backend
+
+    def peek(self, key: bytes) -> float | None:
+        return self.near.get(key)
 
     async def get(self, key: bytes) -> float | None:
         value = self.near.get(key)

@@ -65,10 +65,14 @@ class Predictor:
         waiter = flight.waiter(key)
         if waiter is None:
             hit = await self.cache.get(key)
+            if hit is None:
+                # While we asked the cache, another request may have computed it (and stored
+                # it locally) or started computing it.
+                hit = self.cache.peek(key)
             if hit is not None:
                 self._hits.inc()
                 return hit, keys.version, True
-            waiter = flight.waiter(key)  # someone may have started it while we asked the cache
+            waiter = flight.waiter(key)
         if waiter is not None:
             score, version = await asyncio.shield(waiter)
             return score, version, False
@@ -105,7 +109,10 @@ class Predictor:
         pending: list[tuple[bytes, asyncio.Future[Result]]] = []
         compute: list[bytes] = []
         flight = self.flight
+        peek = self.cache.peek
         for key, value in zip(unique, values, strict=True):
+            if value is None:
+                value = peek(key)  # computed by a concurrent request while we waited
             if value is not None:
                 known[key] = value
                 from_cache.add(key)

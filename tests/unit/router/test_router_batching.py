@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 
 import numpy as np
 import pytest
 
-from services.router.cache import KeyMaker, MemoryCache
+from services.router.cache import KeyMaker, MemoryCache, MemoryLRU, PredictionCache
 from services.router.errors import ModelUnavailable
 from services.router.models import READY, MicroBatcher, ServedModel
 from services.router.predictor import Predictor
@@ -164,5 +165,44 @@ def test_a_failed_model_call_is_not_cached_and_is_retried() -> None:
         model.fail = False
         assert (await predictor.predict_one(model, row))[2] is False
         assert len(predictor.flight) == 0
+
+    asyncio.run(scenario())
+
+
+class SlowRemoteCache(PredictionCache):
+    """A local tier plus a 'remote' tier that answers after a delay and never holds anything yet
+    (like Redis before a concurrent request's SET has landed)."""
+
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self.local = MemoryLRU(100, 60)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[float | None]:
+        await asyncio.sleep(0.01)
+        return [None] * len(keys)
+
+    def peek(self, key: bytes) -> float | None:
+        return self.local.get(key)
+
+    def set_many(self, items: Sequence[tuple[bytes, float]]) -> Awaitable[None]:
+        for key, value in items:
+            self.local.set(key, value)
+        return asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_miss_computed_while_waiting_on_the_remote_cache_is_not_recomputed(batch: bool) -> None:
+    async def scenario() -> None:
+        model = SumModel()  # answers synchronously: done before the other request's lookup returns
+        predictor = Predictor(SlowRemoteCache())
+        row = rows(1)[0].tolist()
+        if batch:
+            results = await asyncio.gather(*(predictor.predict_many(model, rows(1)) for _ in range(2)))
+            assert [r.scores for r in results] == [[sum(row)]] * 2
+        else:
+            results = await asyncio.gather(*(predictor.predict_one(model, row) for _ in range(2)))
+            assert {r[0] for r in results} == {sum(row)}
+        assert model.calls == [1]
 
     asyncio.run(scenario())
