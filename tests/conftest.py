@@ -351,7 +351,17 @@ def model_store(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         building.rename(cached)
     except OSError:  # another session finished first: use its store, drop ours
         shutil.rmtree(building, ignore_errors=True)
+    _prune_stores(cache_root, keep=cached)
     return cached / "bentoml"
+
+
+def _prune_stores(cache_root: Path, keep: Path, max_age_seconds: float = 6 * 3600) -> None:
+    """Delete cached stores (about 20 MB each) untouched for hours; a session still using one
+    that old is unlikely, and it would only lose files it already loaded."""
+    now = time.time()
+    for path in cache_root.iterdir():
+        if path != keep and path.is_dir() and now - path.stat().st_mtime > max_age_seconds:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # ---- router -----------------------------------------------------------------------------------
