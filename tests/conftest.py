@@ -341,6 +341,7 @@ def model_store(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     cached = cache_root / _store_fingerprint(data_dir)
     if (cached / "bentoml" / "models").is_dir() and (cached / "complete").is_file():
         logger.info("reusing the trained model store %s", cached)
+        os.utime(cached)  # in use: keep it from being pruned
         return cached / "bentoml"
     cache_root.mkdir(parents=True, exist_ok=True)
     # Train beside the cache and rename into place: concurrent sessions never see half a store.
