@@ -198,11 +198,11 @@ def test_miss_computed_while_waiting_on_the_remote_cache_is_not_recomputed(batch
         predictor = Predictor(SlowRemoteCache())
         row = rows(1)[0].tolist()
         if batch:
-            results = await asyncio.gather(*(predictor.predict_many(model, rows(1)) for _ in range(2)))
-            assert [r.scores for r in results] == [[sum(row)]] * 2
+            batches = await asyncio.gather(*(predictor.predict_many(model, rows(1)) for _ in range(2)))
+            assert [b.scores for b in batches] == [[sum(row)]] * 2
         else:
-            results = await asyncio.gather(*(predictor.predict_one(model, row) for _ in range(2)))
-            assert {r[0] for r in results} == {sum(row)}
+            singles = await asyncio.gather(*(predictor.predict_one(model, row) for _ in range(2)))
+            assert {s[0] for s in singles} == {sum(row)}
         assert model.calls == [1]
 
     asyncio.run(scenario())
