@@ -32,5 +32,5 @@ class DependsGateway:
     async def predict(self, features: dict[str, Any]) -> dict[str, Any]:
         row = SCHEMA.validate(features)
         answer = await self.runner.to_async.predict(rows=[row])
-        score = float(answer["scores"][0])
+        score = float(answer.scores[0])
         return {"score": score, "quality": quality_grade(score), "cached": False}
