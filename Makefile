@@ -74,8 +74,9 @@ bentos: venv ## Build the seven runner bentos (winemeup-runner-<model>) from the
 	bash bentos/build.sh
 
 .PHONY: bench
-bench: setup ## Benchmark the router against the FastAPI and BentoML-depends baselines
-	$(BIN)/python -m benchmarks
+bench: setup ## Benchmark the router against the FastAPI and BentoML-depends baselines (trains if needed)
+	@[ -d "$(BENTOML_HOME)/models/lightgbm" ] || $(BIN)/python -m training train
+	WINEMEUP_BENCH_MODEL_STORE="$(BENTOML_HOME)" $(BIN)/python -m benchmarks
 
 # ---- tests and checks -----------------------------------------------------------------------
 
@@ -91,6 +92,10 @@ test-unit: venv ## Run the unit tests only
 test-integration: setup ## Run the integration tests (real runners, Redis, router)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
+.PHONY: test-router
+test-router: setup ## Run the router's unit and integration tests
+	$(BIN)/python -m pytest tests/unit/router tests/integration/test_router_*.py $(PYTEST_ARGS)
+
 .PHONY: test-ui
 test-ui: setup ## Run the UI tests (Streamlit AppTest and headless Chromium)
 	$(BIN)/python -m pytest tests/ui $(PYTEST_ARGS)
@@ -103,7 +108,11 @@ test-chart: setup ## Run the Helm chart checks (lint, render, validate, checkov,
 lint: venv ## Lint and check formatting with ruff, type-check with mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy winemeup training services ui
+	$(BIN)/mypy winemeup training services ui benchmarks
+
+.PHONY: lock
+lock: venv ## Re-pin requirements.lock from the virtual environment (after adding a dependency)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 
 .PHONY: format
 format: venv ## Format the code with ruff
@@ -121,8 +130,16 @@ kind-up: ## Create the kind cluster with ingress-nginx and kube-prometheus-stack
 	bash k8s/kind-up.sh
 
 .PHONY: kind-deploy
-kind-deploy: bentos ## Build and load the images into kind and install the chart
+kind-deploy: venv k8s-tools ## Build the images, load them into kind and install the chart (train first)
 	bash k8s/kind-deploy.sh
+
+.PHONY: helm-test
+helm-test: k8s-tools ## Run the chart's `helm test` hook (predict, cache hit, /metrics) on the kind release
+	helm test winemeup -n winemeup --logs
+
+.PHONY: dev
+dev: k8s-tools ## skaffold hot loop on the kind cluster (syncs Python sources)
+	skaffold dev -p dev
 
 .PHONY: e2e
 e2e: venv ## Run the end-to-end tests against the kind cluster

@@ -9,25 +9,23 @@ environment only through its settings modules.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from services.stack.processes import ManagedProcess, free_port, http_status
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 _SESSION_BENTOML_HOME = Path(tempfile.mkdtemp(prefix="winemeup-test-bentoml-"))
@@ -40,114 +38,6 @@ logger = logging.getLogger(__name__)
 
 
 # ---- ports and processes ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_status(url: str, timeout: float = 1.0) -> int | None:
-    """The HTTP status a GET of ``url`` answers, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-@dataclass
-class ManagedProcess:
-    """A subprocess started with its own env and log file, waited for, and always stopped.
-
-    ``start()`` launches ``argv`` in a new session (so ``stop()`` reaches its children too,
-    e.g. the workers of ``bentoml serve``), then waits until ``ready_url`` answers with one of
-    ``ready_statuses``. The combined stdout/stderr goes to ``log_path``; its tail is shown
-    when the process dies or never becomes ready.
-    """
-
-    argv: list[str]
-    log_path: Path
-    env: Mapping[str, str] = field(default_factory=dict)
-    ready_url: str | None = None
-    ready_statuses: tuple[int, ...] = (200,)
-    ready_timeout: float = 60.0
-    cwd: Path = REPO_ROOT
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ManagedProcess:
-        """Launch the process and wait for it to be ready; raise with its log tail otherwise."""
-        full_env = {**os.environ, **self.env}
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until it exits
-        try:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=full_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        if self.ready_url is not None:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float | None = None) -> None:
-        """Poll ``ready_url`` until it answers a ready status; fail with the log tail."""
-        assert self.ready_url is not None
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.argv[:4]} exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            if http_status(self.ready_url, timeout=0.5) in self.ready_statuses:
-                return
-            time.sleep(0.1)
-        raise TimeoutError(
-            f"{self.ready_url} not ready after {timeout or self.ready_timeout}s:\n{self.log_tail()}"
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the process log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "<no log>"
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the process group, then kill it if it has not exited in ``timeout``."""
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """Kill the process group at once (a crash, not a shutdown)."""
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 @pytest.fixture

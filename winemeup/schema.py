@@ -63,6 +63,8 @@ class FeatureSchema:
     """The ordered feature list and everything derived from it."""
 
     features: tuple[Feature, ...]
+    not_exceeding: tuple[tuple[str, str], ...] = ()
+    """Cross-field rules: in each pair (a, b), feature a must not exceed feature b."""
     version: str = SCHEMA_VERSION
     _by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
     _aliases: dict[str, str] = field(init=False, repr=False, compare=False)
@@ -127,7 +129,8 @@ class FeatureSchema:
         for key, value in instance.items():
             name = self._aliases.get(key) if isinstance(key, str) else None
             if name is None:
-                errors.append(FieldError(f"{prefix}{key}", f"unknown field; expected one of {', '.join(self.names)}"))
+                expected = ", ".join(self.names)
+                errors.append(FieldError(f"{prefix}{key}", f"unknown field; expected one of {expected}"))
                 continue
             if name in values:
                 errors.append(
@@ -148,15 +151,10 @@ class FeatureSchema:
             else:
                 row.append(number)
         if not errors:
-            free = row[self.names.index("free_sulfur_dioxide")]
-            total = row[self.names.index("total_sulfur_dioxide")]
-            if free > total:
-                errors.append(
-                    FieldError(
-                        f"{prefix}free_sulfur_dioxide",
-                        f"must not exceed total_sulfur_dioxide ({free:g} > {total:g})",
-                    )
-                )
+            for low, high in self.not_exceeding:
+                a, b = row[self.names.index(low)], row[self.names.index(high)]
+                if a > b:
+                    errors.append(FieldError(f"{prefix}{low}", f"must not exceed {high} ({a:g} > {b:g})"))
         return row, errors
 
     def encode(self, instance: Mapping[str, Any]) -> list[float]:
@@ -269,29 +267,85 @@ def _encode_value(f: Feature, value: Any) -> float:
 
 SCHEMA = FeatureSchema(
     features=(
-        Feature("fixed_acidity", "fixed acidity", "g(tartaric acid)/dm³", 0.0, 20.0,
-                "Non-volatile acids, mostly tartaric", example=7.4),
-        Feature("volatile_acidity", "volatile acidity", "g(acetic acid)/dm³", 0.0, 2.0,
-                "Acetic acid; too much tastes of vinegar", example=0.7),
-        Feature("citric_acid", "citric acid", "g/dm³", 0.0, 2.0,
-                "Adds freshness and flavour", example=0.0),
-        Feature("residual_sugar", "residual sugar", "g/dm³", 0.0, 150.0,
-                "Sugar left after fermentation stops", example=1.9),
-        Feature("chlorides", "chlorides", "g(sodium chloride)/dm³", 0.0, 1.0,
-                "Salt content", example=0.076),
-        Feature("free_sulfur_dioxide", "free sulfur dioxide", "mg/dm³", 0.0, 300.0,
-                "Free SO₂ protecting against microbes and oxidation", example=11.0),
-        Feature("total_sulfur_dioxide", "total sulfur dioxide", "mg/dm³", 0.0, 500.0,
-                "Free plus bound SO₂", example=34.0),
-        Feature("density", "density", "g/cm³", 0.98, 1.05,
-                "Density, close to water's; depends on alcohol and sugar", example=0.9978),
-        Feature("ph", "pH", "pH", 2.5, 4.5,
-                "Acidity on the pH scale", example=3.51),
-        Feature("sulphates", "sulphates", "g(potassium sulphate)/dm³", 0.0, 2.5,
-                "Additive contributing to SO₂ levels", example=0.56),
-        Feature("alcohol", "alcohol", "% vol", 5.0, 20.0,
-                "Alcohol content by volume", example=9.4),
-        Feature("wine_type", "wine_type", "", 0.0, 1.0,
-                "Red or white wine", kind="category", choices=WINE_TYPES, example="red"),
-    )
+        Feature(
+            "fixed_acidity",
+            "fixed acidity",
+            "g(tartaric acid)/dm³",
+            0.0,
+            20.0,
+            "Non-volatile acids, mostly tartaric",
+            example=7.4,
+        ),
+        Feature(
+            "volatile_acidity",
+            "volatile acidity",
+            "g(acetic acid)/dm³",
+            0.0,
+            2.0,
+            "Acetic acid; too much tastes of vinegar",
+            example=0.7,
+        ),
+        Feature("citric_acid", "citric acid", "g/dm³", 0.0, 2.0, "Adds freshness and flavour", example=0.0),
+        Feature(
+            "residual_sugar",
+            "residual sugar",
+            "g/dm³",
+            0.0,
+            150.0,
+            "Sugar left after fermentation stops",
+            example=1.9,
+        ),
+        Feature("chlorides", "chlorides", "g(sodium chloride)/dm³", 0.0, 1.0, "Salt content", example=0.076),
+        Feature(
+            "free_sulfur_dioxide",
+            "free sulfur dioxide",
+            "mg/dm³",
+            0.0,
+            300.0,
+            "Free SO₂ protecting against microbes and oxidation",
+            example=11.0,
+        ),
+        Feature(
+            "total_sulfur_dioxide",
+            "total sulfur dioxide",
+            "mg/dm³",
+            0.0,
+            500.0,
+            "Free plus bound SO₂",
+            example=34.0,
+        ),
+        Feature(
+            "density",
+            "density",
+            "g/cm³",
+            0.98,
+            1.05,
+            "Density, close to water's; depends on alcohol and sugar",
+            example=0.9978,
+        ),
+        Feature("ph", "pH", "pH", 2.5, 4.5, "Acidity on the pH scale", example=3.51),
+        Feature(
+            "sulphates",
+            "sulphates",
+            "g(potassium sulphate)/dm³",
+            0.0,
+            2.5,
+            "Additive contributing to SO₂ levels",
+            example=0.56,
+        ),
+        Feature("alcohol", "alcohol", "% vol", 5.0, 20.0, "Alcohol content by volume", example=9.4),
+        Feature(
+            "wine_type",
+            "wine_type",
+            "",
+            0.0,
+            1.0,
+            "Red or white wine",
+            kind="category",
+            choices=WINE_TYPES,
+            example="red",
+        ),
+    ),
+    # Total SO2 is free plus bound SO2, so free can never be the larger.
+    not_exceeding=(("free_sulfur_dioxide", "total_sulfur_dioxide"),),
 )

@@ -37,10 +37,9 @@ _CATEGORIES = tuple(
 _CAT_POS = np.array([pos for pos, _, _ in _CATEGORIES])
 _NUMBERS_FIRST = _NUM_POSITIONS + tuple(pos for pos, _, _ in _CATEGORIES) == tuple(range(_WIDTH))
 _NUMBER_TYPES = frozenset((float, int))  # bool is its own type: rejected, as the schema does
-# The schema's one cross-field rule (free SO2 cannot exceed total SO2), by numeric position.
+# The schema's cross-field rules (a must not exceed b), by numeric position.
 _NUMERIC_NAMES = [f.name for f in _NUMERIC]
-_FREE_SO2 = _NUMERIC_NAMES.index(SCHEMA["free_sulfur_dioxide"].name)
-_TOTAL_SO2 = _NUMERIC_NAMES.index(SCHEMA["total_sulfur_dioxide"].name)
+_NOT_EXCEEDING = tuple((_NUMERIC_NAMES.index(a), _NUMERIC_NAMES.index(b)) for a, b in SCHEMA.not_exceeding)
 
 
 def _numbers_and_codes(instance: Any) -> tuple[tuple[Any, ...], list[float]] | None:
@@ -66,8 +65,9 @@ def fast_row(instance: Any) -> list[float] | None:
     for value, (low, high) in zip(numbers, _BOUNDS, strict=True):
         if not low <= value <= high:
             return None
-    if numbers[_FREE_SO2] > numbers[_TOTAL_SO2]:
-        return None
+    for a, b in _NOT_EXCEEDING:
+        if numbers[a] > numbers[b]:
+            return None
     if _NUMBERS_FIRST:
         return [*map(float, numbers), *codes]
     row = [0.0] * _WIDTH
@@ -103,8 +103,9 @@ def fast_matrix(instances: list[Any]) -> tuple[np.ndarray, list[int]]:
         numbers[good] = np.array(number_rows, dtype=np.float64)
         if len(_CATEGORIES):
             codes[good] = np.array(code_rows, dtype=np.float64)
-        out_of_bounds = ~((numbers >= _LOWS) & (numbers <= _HIGHS)).all(axis=1)
-        out_of_bounds |= numbers[:, _FREE_SO2] > numbers[:, _TOTAL_SO2]
+        out_of_bounds = np.asarray(~((numbers >= _LOWS) & (numbers <= _HIGHS)).all(axis=1))
+        for a, b in _NOT_EXCEEDING:
+            out_of_bounds |= numbers[:, a] > numbers[:, b]
         out_of_bounds[unsure] = False
         unsure.extend(np.flatnonzero(out_of_bounds).tolist())
         unsure.sort()

@@ -370,6 +370,11 @@ class LocalStack:
                 "true",
                 "--browser.gatherUsageStats",
                 "false",
+                # Users see the app, not Streamlit's developer menu or Python tracebacks.
+                "--client.toolbarMode",
+                "viewer",
+                "--client.showErrorDetails",
+                "none",
             ],
             log_path=self.logs_dir / "ui.log",
             env={"WINEMEUP_UI_ROUTER_URL": self.router_url, "WINEMEUP_UI_API_KEY": self.api_key},

@@ -78,8 +78,9 @@ def test_wrong_width_is_rejected_with_the_shape() -> None:
     import lightgbm as lgb
 
     name = f"runtime-test-width-{uuid.uuid4().hex[:6]}"
-    bentoml.lightgbm.save_model(name, lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(X, Y),
-                                labels={"framework": "lightgbm"})
+    bentoml.lightgbm.save_model(
+        name, lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(X, Y), labels={"framework": "lightgbm"}
+    )
     with pytest.raises(ValueError, match=r"expected rows of 12 features, got shape \(3, 5\)"):
         load_runtime(name).predict(np.zeros((3, 5)))
 

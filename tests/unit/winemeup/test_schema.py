@@ -13,8 +13,17 @@ from winemeup.schema import SCHEMA, FieldError, SchemaError, quality_grade
 
 def test_twelve_features_in_the_order_the_models_use() -> None:
     assert SCHEMA.names == [
-        "fixed_acidity", "volatile_acidity", "citric_acid", "residual_sugar", "chlorides",
-        "free_sulfur_dioxide", "total_sulfur_dioxide", "density", "ph", "sulphates", "alcohol",
+        "fixed_acidity",
+        "volatile_acidity",
+        "citric_acid",
+        "residual_sugar",
+        "chlorides",
+        "free_sulfur_dioxide",
+        "total_sulfur_dioxide",
+        "density",
+        "ph",
+        "sulphates",
+        "alcohol",
         "wine_type",
     ]
     assert SCHEMA["ph"].header == "pH"
