@@ -23,7 +23,7 @@ from winemeup.runtimes import load_runtime
 from winemeup.schema import SCHEMA, quality_grade
 
 settings = BaselineSettings()
-runtime = load_runtime(settings.model)
+runtime = load_runtime(settings.model, batch_threads=settings.batch_threads)
 cache = aioredis.Redis.from_url(settings.redis_url)
 
 _fields: dict[str, Any] = {

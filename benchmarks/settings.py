@@ -18,6 +18,14 @@ class BenchSettings(BaseSettings):
     warmup_seconds: int = Field(2, ge=0, description="Length of the unrecorded warm-up run before each.")
     connections: int = Field(4, gt=0, description="Concurrent connections of the single-row scenarios.")
     batch_rows: int = Field(1000, gt=0, description="Rows per request in the batch scenario.")
+    batch_connections: int = Field(
+        2, gt=0, description="Concurrent batch clients (one parses while the other's rows are predicted)."
+    )
+    batch_threads: int = Field(
+        2,
+        gt=0,
+        description="Native threads a large batch predict may use, in the router and the FastAPI baseline.",
+    )
     output: Path = Field(Path("docs/benchmarks.md"), description="Where the Markdown table is written.")
     runs_dir: Path = Field(Path(".run/bench"), description="Logs and scratch files of the run.")
 
@@ -30,3 +38,4 @@ class BaselineSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis of the FastAPI baseline's cache.")
     runner_url: str = Field("http://127.0.0.1:3001", description="LightGBM runner the BentoML gateway calls.")
     model: str = Field("lightgbm", description="Model the FastAPI baseline loads in-process.")
+    batch_threads: int = Field(1, gt=0, description="Native threads a large batch predict may use.")

@@ -11,6 +11,7 @@ JSON body shape by one handler (:meth:`Router._respond_error`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from services.router.openapi import SWAGGER_HTML, build_openapi
 from services.router.predictor import Predictor
 from services.router.settings import RouterSettings
 from services.router.validation import parse_batch, parse_default_model, parse_predict
+from winemeup.runtimes import load_runtime
 from winemeup.schema import SCHEMA, FieldError, quality_grade
 
 logger = logging.getLogger(__name__)
@@ -162,6 +164,7 @@ class Router:
                     name,
                     s.inline_thread_min_rows,
                     s.health_interval_seconds,
+                    loader=functools.partial(load_runtime, batch_threads=s.inline_threads),
                     loop_max_seconds=s.inline_loop_max_seconds,
                 )
         for model in self.models.values():

@@ -80,7 +80,7 @@ class RouterSettings(BaseSettings):
     inline_threads: int = Field(
         1,
         gt=0,
-        description="OpenMP/BLAS threads one inline predict may use (exported as OMP_NUM_THREADS etc.).",
+        description="Native threads one inline predict of a large batch may use (also OMP_NUM_THREADS etc.).",
     )
     inline_loop_max_seconds: float = Field(
         0.00025,

@@ -66,13 +66,16 @@ def stored_model(name: str, version: str | None = None) -> Any:
         raise ModelNotInStoreError(f"model {tag} is not in the model store") from e
 
 
-def load_runtime(name: str, version: str | None = None) -> ModelRuntime:
-    """Load a model from the store by name (and version) into its framework's runtime."""
+def load_runtime(name: str, version: str | None = None, batch_threads: int = 1) -> ModelRuntime:
+    """Load a model from the store by name (and version) into its framework's runtime.
+
+    ``batch_threads``: native threads a large batch may use (LightGBM and CatBoost).
+    """
     stored = stored_model(name, version)
     framework = stored.info.labels.get("framework") or FRAMEWORK_OF_MODEL.get(name)
     if framework is None:
         raise ValueError(f"model {stored.tag} has no 'framework' label")
-    return runtime_class(framework).load(stored)
+    return runtime_class(framework).load(stored, batch_threads)
 
 
 __all__ = [

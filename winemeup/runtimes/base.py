@@ -45,17 +45,30 @@ class ModelInfo:
         }
 
 
+BATCH_THREADING_MIN_ROWS = 256
+"""Batches at least this large may use ``batch_threads`` native threads; smaller ones use one."""
+
+
 class ModelRuntime(ABC):
-    """One loaded model: ``load`` it, ``predict`` rows, read its ``info``."""
+    """One loaded model: ``load`` it, ``predict`` rows, read its ``info``.
+
+    ``batch_threads`` is how many native threads a large batch may use. A request-sized
+    predict is always single-threaded: starting a thread pool costs more than it saves.
+    """
 
     framework: ClassVar[str]
 
-    def __init__(self, model: Any, info: ModelInfo):
+    def __init__(self, model: Any, info: ModelInfo, batch_threads: int = 1):
         self.model = model
         self.info = info
+        self.batch_threads = max(1, batch_threads)
+
+    def threads_for(self, rows: int) -> int:
+        """Native threads to use for a batch of ``rows`` rows."""
+        return self.batch_threads if rows >= BATCH_THREADING_MIN_ROWS else 1
 
     @classmethod
-    def load(cls, stored: Any) -> ModelRuntime:
+    def load(cls, stored: Any, batch_threads: int = 1) -> ModelRuntime:
         """Load a runtime from a ``bentoml.Model`` (an entry of the model store)."""
         started = time.perf_counter()
         model = cls._load_model(stored)
@@ -67,7 +80,7 @@ class ModelRuntime(ABC):
             metadata=dict(stored.info.metadata),
             load_seconds=time.perf_counter() - started,
         )
-        return cls(model, info)
+        return cls(model, info, batch_threads)
 
     @classmethod
     @abstractmethod

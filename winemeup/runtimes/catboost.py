@@ -20,4 +20,4 @@ class CatBoostRuntime(ModelRuntime):
 
     def _predict(self, rows: np.ndarray) -> Any:
         # The base class flattens the (n, 1) shape a plain CatBoost model can return.
-        return self.model.predict(rows, thread_count=1)
+        return self.model.predict(rows, thread_count=self.threads_for(rows.shape[0]))

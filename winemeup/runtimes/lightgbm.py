@@ -19,6 +19,5 @@ class LightGBMRuntime(ModelRuntime):
         return bentoml.lightgbm.load_model(stored)
 
     def _predict(self, rows: np.ndarray) -> Any:
-        # Booster.predict validates feature names only for DataFrames; single-threaded predict
-        # is faster than OpenMP start-up for the row counts a request carries.
-        return self.model.predict(rows, num_threads=1)
+        # Single-threaded predict is faster than OpenMP start-up for a request's few rows.
+        return self.model.predict(rows, num_threads=self.threads_for(rows.shape[0]))
