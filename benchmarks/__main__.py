@@ -18,15 +18,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.settings import BenchSettings
 from services.runner.fleet import runner_home, runner_process
-from services.stack.launcher import missing_models
-from services.stack.processes import REPO_ROOT, ManagedProcess, free_port, start_all, stop_all
+from services.stack.launcher import missing_models, redis_answers
+from services.stack.processes import (
+    REPO_ROOT,
+    ManagedProcess,
+    free_port,
+    redis_server_argv,
+    start_all,
+    stop_all,
+)
 from winemeup.schema import SCHEMA
 
 logger = logging.getLogger("benchmarks")
@@ -160,23 +166,13 @@ class Bench:
         bentoml_env = {"BENTOML_DO_NOT_TRACK": "True"}
 
         redis = ManagedProcess(
-            argv=[
-                "redis-server",
-                "--port",
-                str(ports["redis"]),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            argv=redis_server_argv(ports["redis"]),
+            ready_check=lambda: redis_answers("127.0.0.1", ports["redis"]),
             log_path=self.logs / "redis.log",
             name="redis",
         )
         self.procs.append(redis)
-        redis.launch()
-        time.sleep(0.3)
+        redis.start()
 
         runner = runner_process("lightgbm", ports["runner"], self.store, self.run_dir)
         self.procs.append(runner)

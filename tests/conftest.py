@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.processes import ManagedProcess, free_port, http_status
+from services.stack.processes import ManagedProcess, free_port, http_status, redis_server_argv
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 _SESSION_BENTOML_HOME = Path(tempfile.mkdtemp(prefix="winemeup-test-bentoml-"))
@@ -79,18 +79,7 @@ class RedisServer:
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
         self.proc = ManagedProcess(
-            argv=[
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                *self.extra_args,
-            ],
+            argv=redis_server_argv(self.port, *self.extra_args, binary=binary),
             log_path=self.log_dir / f"redis-{self.port}.log",
         ).start()
         deadline = time.monotonic() + 10

@@ -24,7 +24,15 @@ import psutil
 
 from services.runner.fleet import RunnerFleet
 from services.stack import prometheus
-from services.stack.processes import REPO_ROOT, ManagedProcess, ProcessFailedError, port_is_free, stop_all
+from services.stack.processes import (
+    REPO_ROOT,
+    ManagedProcess,
+    ProcessFailedError,
+    port_is_free,
+    redis_server_argv,
+    stop_all,
+    streamlit_argv,
+)
 from services.stack.settings import StackSettings
 
 logger = logging.getLogger(__name__)
@@ -264,7 +272,7 @@ class LocalStack:
             return
         port = s.redis_port
         proc = ManagedProcess(
-            argv=[binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            argv=redis_server_argv(port, binary=binary),
             log_path=self.logs_dir / "redis.log",
             ready_check=lambda: redis_answers("127.0.0.1", port),
             ready_timeout=20,
@@ -356,26 +364,7 @@ class LocalStack:
     def _start_ui(self) -> None:
         s = self.settings
         proc = ManagedProcess(
-            argv=[
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(REPO_ROOT / "ui" / "app.py"),
-                "--server.port",
-                str(s.ui_port),
-                "--server.address",
-                s.host,
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-                # Users see the app, not Streamlit's developer menu or Python tracebacks.
-                "--client.toolbarMode",
-                "viewer",
-                "--client.showErrorDetails",
-                "none",
-            ],
+            argv=streamlit_argv(s.ui_port, s.host),
             log_path=self.logs_dir / "ui.log",
             env={"WINEMEUP_UI_ROUTER_URL": self.router_url, "WINEMEUP_UI_API_KEY": self.api_key},
             ready_url=self._url(s.ui_port) + "/_stcore/health",

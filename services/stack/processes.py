@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +40,23 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def redis_server_argv(port: int, *extra: str, binary: str = "redis-server") -> list[str]:
+    """Command line of a throw-away cache Redis on 127.0.0.1:``port`` that writes nothing to disk."""
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra]
+
+
+def streamlit_argv(port: int, host: str = "127.0.0.1", *extra: str) -> list[str]:
+    """Command line of the Streamlit UI (``ui/app.py``) as users should see it: headless, no
+    developer menu, no Python tracebacks in the page."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "ui" / "app.py"),
+        "--server.port", str(port), "--server.address", host, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer", "--client.showErrorDetails", "none",
+        *extra,
+    ]  # fmt: skip
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

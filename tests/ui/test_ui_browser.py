@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.stack.processes import free_port, streamlit_argv
 from ui.screenshot import CHROMIUM, capture
 from winemeup.schema import SCHEMA
 
@@ -29,33 +29,9 @@ def ui_server(
     ready_router: RouterHandle, managed_process: Callable[..., ManagedProcess], tmp_path: Path
 ) -> str:
     """``streamlit run ui/app.py`` on a free port, pointed at the ready router; its URL."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     managed_process(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "ui" / "app.py"),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-            "--client.toolbarMode",
-            "viewer",
-            "--client.showErrorDetails",
-            "none",
-        ],
+        streamlit_argv(port, "127.0.0.1", "--server.fileWatcherType", "none"),
         name="streamlit",
         env={
             "WINEMEUP_UI_ROUTER_URL": ready_router.url,
