@@ -164,15 +164,21 @@ def _model_field(doc: dict[str, Any]) -> str | None:
     return model
 
 
+def _predict_body(body: bytes, payload: str) -> tuple[dict[str, Any], str | None, list[FieldError]]:
+    """A prediction body with its ``payload`` key and an optional model: (doc, model, errors).
+
+    A bad ``model`` is collected, not raised, so that it is reported with the payload's errors.
+    """
+    doc = orjson_object(body, (payload, "model"), f"'{payload}' (and optionally 'model')")
+    try:
+        return doc, _model_field(doc), []
+    except ValidationFailed as e:
+        return doc, None, list(e.details)
+
+
 def parse_predict(body: bytes) -> tuple[list[float], str | None]:
     """``{"features": {...}, "model"?: str}`` -> (model-input row, model name or None)."""
-    doc = orjson_object(body, ("features", "model"), "'features' (and optionally 'model')")
-    errors: list[FieldError] = []
-    model: str | None = None
-    try:
-        model = _model_field(doc)
-    except ValidationFailed as e:
-        errors.extend(e.details)
+    doc, model, errors = _predict_body(body, "features")
     if "features" not in doc:
         errors.append(FieldError("features", "field required: an object mapping feature names to numbers"))
         raise ValidationFailed(errors)
@@ -185,13 +191,7 @@ def parse_predict(body: bytes) -> tuple[list[float], str | None]:
 
 def parse_batch(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
     """``{"instances": [...], "model"?: str}`` -> ((n, 12) float64 rows, model name or None)."""
-    doc = orjson_object(body, ("instances", "model"), "'instances' (and optionally 'model')")
-    errors: list[FieldError] = []
-    model: str | None = None
-    try:
-        model = _model_field(doc)
-    except ValidationFailed as e:
-        errors.extend(e.details)
+    doc, model, errors = _predict_body(body, "instances")
     instances = doc.get("instances")
     if instances is None:
         errors.append(FieldError("instances", "field required: an array of feature objects"))
