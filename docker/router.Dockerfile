@@ -23,10 +23,12 @@ FROM deps AS models
 ARG MODELS="lightgbm xgboost catboost random_forest extra_trees hist_gradient_boosting svr"
 ENV BENTOML_HOME=/opt/winemeup/bentoml BENTOML_DO_NOT_TRACK=True
 COPY build/model-store/ /tmp/model-store/
-RUN set -eu; for model in ${MODELS}; do \
-      /opt/venv/bin/bentoml models import "/tmp/model-store/${model}.bentomodel"; \
+COPY docker/import-models.sh /usr/local/bin/import-models.sh
+# import-models.sh opens the 0700 directories `bentoml models import` makes: the pod runs as 10001.
+RUN set -eu; archives=""; for model in ${MODELS}; do \
+      archives="$archives /tmp/model-store/${model}.bentomodel"; \
     done; \
-    /opt/venv/bin/bentoml models list
+    import-models.sh /opt/venv/bin/bentoml $archives
 
 # ---- runtime: non-root, read-only friendly -----------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -24,8 +24,10 @@ FROM deps AS model
 ARG MODEL
 ENV BENTOML_HOME=/opt/winemeup/bentoml BENTOML_DO_NOT_TRACK=True
 COPY build/model-store/${MODEL}.bentomodel /tmp/${MODEL}.bentomodel
+COPY docker/import-models.sh /usr/local/bin/import-models.sh
+# import-models.sh opens the 0700 directory `bentoml models import` makes: the pod runs as 10001.
 RUN test -n "${MODEL}" \
-    && /opt/venv/bin/bentoml models import "/tmp/${MODEL}.bentomodel" \
+    && import-models.sh /opt/venv/bin/bentoml "/tmp/${MODEL}.bentomodel" \
     && /opt/venv/bin/bentoml models get "${MODEL}:latest"
 
 FROM ${PYTHON_IMAGE} AS runner

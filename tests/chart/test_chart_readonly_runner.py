@@ -1,9 +1,12 @@
-"""A runner serves with the filesystem the chart gives it: BENTOML_HOME and the code
-read-only, writable only where the rendered Deployment mounts an emptyDir.
+"""A runner serves as the pod runs it: as UID 10001, not root, on a model store imported the
+way its Dockerfile imports it, with BENTOML_HOME and the code read-only and writable only
+where the rendered Deployment mounts an emptyDir.
 
-The real `bentoml serve` runs in a private mount namespace (`unshare -m`, needs root) where
-the model store and the repository are bind-mounted read-only and each emptyDir of the
-rendered runner pod under $BENTOML_HOME is a fresh tmpfs.
+The model is exported, then imported as root by docker/import-models.sh (the script the
+runner and router Dockerfiles run). The real `bentoml serve` then runs in a private mount
+namespace (`unshare -m`, needs root) where the model store and the repository are
+bind-mounted read-only and each emptyDir of the rendered runner pod under $BENTOML_HOME is a
+fresh tmpfs, and drops to the pod's UID and GID with setpriv before it starts.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +30,75 @@ from chart_render import REPO_ROOT
 pytestmark = [pytest.mark.chart, pytest.mark.slow]
 
 POD_HOME = "/opt/winemeup/bentoml"
+POD_UID = 10001
+IMPORT_SCRIPT = REPO_ROOT / "docker" / "import-models.sh"
+
+
+def _world_traversable_dir() -> Path:
+    """A fresh directory the pod's UID can reach (pytest's tmp_path sits under a 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="winemeup-pod-"))
+    path.chmod(0o755)
+    return path
+
+
+def test_imported_model_store_is_readable_by_every_user(tmp_path: Path) -> None:
+    """`bentoml models import` alone leaves a 0700 root directory; the image's import must not."""
+    staging, home = tmp_path / "staging", tmp_path / "pod"
+    archive = _export_small_model(staging, tmp_path)
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(home)}
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    subprocess.run(["sh", str(IMPORT_SCRIPT), bentoml, str(archive)], env=env, check=True, timeout=120)
+    entries = [p for p in (home / "models").rglob("*")]
+    assert any(p.name == "model.yaml" for p in entries)
+    closed = [str(p) for p in entries if p.stat().st_mode & (0o005 if p.is_dir() else 0o004) == 0]
+    assert not closed, f"not readable by other users after import: {closed}"
+
+
+def _closed_ancestors(paths: list[Path]) -> list[Path]:
+    """Directories above ``paths`` that other users cannot traverse (e.g. a 0700 /root holding pyenv)."""
+    closed: set[Path] = set()
+    for path in paths:
+        for parent in path.resolve().parents:
+            if parent != Path("/") and not parent.stat().st_mode & 0o001:
+                closed.add(parent)
+    return sorted(closed, key=lambda p: len(p.parts))
+
+
+def _reopen_in_namespace(directory: Path, hold: Path) -> list[str]:
+    """Shell steps, run inside the private mount namespace only, that give ``directory`` mode 0755.
+
+    The directory is bind-mounted aside, replaced by a 0755 tmpfs, and each entry is bound back:
+    on the host nothing changes, and the entries keep their own modes. The images have no such
+    directory; this only lets the machine's interpreter be reached by the pod's UID.
+    """
+    q = shlex.quote
+    steps = [f"mkdir -p {q(str(hold))}", f"mount --bind {q(str(directory))} {q(str(hold))}"]
+    steps.append(f"mount -t tmpfs -o mode=0755 tmpfs {q(str(directory))}")
+    for entry in sorted(directory.iterdir()):
+        target, source = q(str(entry)), q(str(hold / entry.name))
+        if entry.is_symlink():
+            steps.append(f"ln -s {q(os.readlink(entry))} {target}")
+        elif entry.is_dir():
+            steps += [f"mkdir {target}", f"mount --bind {source} {target}"]
+        else:
+            steps += [f"touch {target}", f"mount --bind {source} {target}"]
+    return steps
+
+
+def _export_small_model(staging: Path, out_dir: Path) -> Path:
+    """Train a tiny LightGBM into ``staging`` and export it as the build exports models."""
+    train = (
+        "import numpy as np, lightgbm as lgb, bentoml\n"
+        "X = np.random.default_rng(0).random((100, 12)); y = 3 + 5 * X[:, 10]\n"
+        "b = lgb.train({'verbose': -1, 'num_leaves': 4}, lgb.Dataset(X, y), num_boost_round=3)\n"
+        "bentoml.lightgbm.save_model('lightgbm', b, labels={'framework': 'lightgbm'})\n"
+    )
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(staging)}
+    subprocess.run([sys.executable, "-c", train], env=env, check=True, timeout=120)
+    archive = out_dir / "lightgbm.bentomodel"
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    subprocess.run([bentoml, "models", "export", "lightgbm:latest", str(archive)], env=env, check=True, timeout=120)
+    return archive
 
 
 def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, tmp_path: Path) -> None:
@@ -40,22 +113,27 @@ def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, t
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     writable = [m["mountPath"] for m in container["volumeMounts"]]
     assert "/tmp" in writable
-    home = tmp_path / "bentoml"
-    train = (
-        "import numpy as np, lightgbm as lgb, bentoml\n"
-        "X = np.random.default_rng(0).random((100, 12)); y = 3 + 5 * X[:, 10]\n"
-        "b = lgb.train({'verbose': -1, 'num_leaves': 4}, lgb.Dataset(X, y), num_boost_round=3)\n"
-        "bentoml.lightgbm.save_model('lightgbm', b, labels={'framework': 'lightgbm'})\n"
-    )
+    if not shutil.which("setpriv"):
+        pytest.fail("setpriv(1) (util-linux) is needed to run the runner as the pod's UID")
+    pod_root = _world_traversable_dir()
+    home = pod_root / "bentoml"
+    archive = _export_small_model(tmp_path / "staging", tmp_path)
     base_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(home)}
-    subprocess.run([sys.executable, "-c", train], env=base_env, check=True, timeout=120)
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    # As root, exactly as the image build does.
+    subprocess.run(["sh", str(IMPORT_SCRIPT), bentoml, str(archive)], env=base_env, check=True, timeout=120)
     for sub in writable:  # the image creates these directories; the pod mounts emptyDirs on them
         if sub.startswith(POD_HOME + "/"):
             (home / sub.removeprefix(POD_HOME + "/")).mkdir(exist_ok=True)
-    scratch = tmp_path / "scratch"  # stands in for /tmp (HOME=/tmp in the image)
-    scratch.mkdir()
+    scratch = pod_root / "scratch"  # stands in for /tmp (HOME=/tmp in the image)
+    scratch.mkdir(mode=0o1777)
+    scratch.chmod(0o1777)
 
-    mounts = [
+    interpreter = [Path(sys.executable), Path(sys.prefix), REPO_ROOT]
+    mounts: list[str] = []
+    for i, directory in enumerate(_closed_ancestors(interpreter)):
+        mounts += _reopen_in_namespace(directory, pod_root / f"hold-{i}")
+    mounts += [
         f"mount --bind {shlex.quote(str(home))} {shlex.quote(str(home))}",
         f"mount -o remount,bind,ro {shlex.quote(str(home))}",
         f"mount --bind {shlex.quote(str(REPO_ROOT))} {shlex.quote(str(REPO_ROOT))}",
@@ -69,7 +147,11 @@ def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, t
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     serve = [
-        str(Path(sys.executable).parent / "bentoml"),
+        "setpriv",
+        f"--reuid={POD_UID}",
+        f"--regid={POD_UID}",
+        "--clear-groups",
+        bentoml,
         "serve",
         "services.runner.service:ModelRunner",
         "--host",
@@ -126,3 +208,4 @@ def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, t
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(pod_root, ignore_errors=True)
