@@ -97,7 +97,8 @@ def _export_small_model(staging: Path, out_dir: Path) -> Path:
     subprocess.run([sys.executable, "-c", train], env=env, check=True, timeout=120)
     archive = out_dir / "lightgbm.bentomodel"
     bentoml = str(Path(sys.executable).parent / "bentoml")
-    subprocess.run([bentoml, "models", "export", "lightgbm:latest", str(archive)], env=env, check=True, timeout=120)
+    export = [bentoml, "models", "export", "lightgbm:latest", str(archive)]
+    subprocess.run(export, env=env, check=True, timeout=120)
     return archive
 
 
