@@ -94,9 +94,14 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
         "download",
         help="download and verify the data only",
         description="Make sure winequality-red.csv and winequality-white.csv are in the data folder: "
-        "download the official UCI archive when absent, and check each file's SHA-256.",
+        "download the official UCI archive when absent (or with --force), and check each file's SHA-256.",
     )
     _add_data_dir(download)
+    download.add_argument(
+        "--force",
+        action="store_true",
+        help="download the archive again and replace the files (e.g. the shipped data/wine-quality copies)",
+    )
     return parser
 
 
@@ -111,8 +116,8 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="folder with winequality-red.csv and winequality-white.csv; the official archive is "
-        "downloaded there when they are absent (" + _default("data_dir") + ")",
+        help="folder with winequality-red.csv and winequality-white.csv (shipped in data/wine-quality); "
+        "the official archive is downloaded there when they are absent (" + _default("data_dir") + ")",
     )
     parser.add_argument(
         "--no-verify",
@@ -167,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings.download_url,
                 timeout=settings.download_timeout_seconds,
                 verify=settings.verify_checksums,
+                force=args.force,
             )
             for name, digest in digests.items():
                 print(f"{settings.data_dir / name}  sha256 {digest}  ok")

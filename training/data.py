@@ -1,4 +1,8 @@
-"""Loading the UCI Wine Quality data: download, checksum, parse, map to the feature schema.
+"""Loading the UCI Wine Quality data: checksum, parse, map to the feature schema; download.
+
+The two CSV files ship with the repository (``data/wine-quality/``, CC BY 4.0, see its
+ATTRIBUTION.md); the official archive is downloaded only into a folder that lacks them, or
+on request to refresh them (``python -m training download --force``).
 
 Both CSV files are read into one :class:`WineData` with the model-input columns in schema
 order (``SCHEMA.names``) and ``wine_type`` added from the file a row came from (red=1.0,
@@ -146,12 +150,15 @@ def verify_checksum(path: Path, content: bytes | None = None) -> str:
     return actual
 
 
-def download_archive(url: str, data_dir: Path, timeout: float = 60.0, verify: bool = True) -> list[Path]:
+def download_archive(
+    url: str, data_dir: Path, timeout: float = 60.0, verify: bool = True, force: bool = False
+) -> list[Path]:
     """Fetch the UCI zip archive and write the missing CSV files into ``data_dir``.
 
+    With ``force``, files already there are replaced too (a refresh of the shipped copies).
     Each CSV is checked against its published SHA-256 before it is written, and written
-    atomically (temporary file, then rename), so a failed download leaves no partial file.
-    Returns the paths written.
+    atomically (temporary file, then rename), so a failed download leaves no partial file
+    and never damages the copy already there. Returns the paths written.
     """
     logger.info("downloading %s", url)
     try:
@@ -171,7 +178,7 @@ def download_archive(url: str, data_dir: Path, timeout: float = 60.0, verify: bo
     written: list[Path] = []
     for file_name in CSV_FILES.values():
         target = data_dir / file_name
-        if target.exists():
+        if target.exists() and not force:
             continue
         info = members.get(file_name)
         if info is None:
@@ -194,13 +201,20 @@ def download_archive(url: str, data_dir: Path, timeout: float = 60.0, verify: bo
     return written
 
 
-def ensure_data(data_dir: Path, url: str, timeout: float = 60.0, verify: bool = True) -> dict[str, str]:
+def ensure_data(
+    data_dir: Path, url: str, timeout: float = 60.0, verify: bool = True, force: bool = False
+) -> dict[str, str]:
     """Make sure both CSV files are in ``data_dir`` (download them if absent) and verified.
 
-    Returns the SHA-256 of each file by file name.
+    The repository ships both files in ``data/wine-quality/``, so the download only runs for
+    another folder, or with ``force`` (download again and replace them). Returns the SHA-256
+    of each file by file name.
     """
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"{data_dir}: not a folder (expected the folder holding the CSV files)")
+    if force:
+        logger.info("%s: downloading the archive again to replace the CSV files", data_dir)
+        download_archive(url, data_dir, timeout=timeout, verify=verify, force=True)
     missing = [name for name in CSV_FILES.values() if not (data_dir / name).is_file()]
     if missing:
         logger.info("%s: %s missing; fetching the archive", data_dir, ", ".join(missing))

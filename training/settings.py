@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 OFFICIAL_ARCHIVE_URL = "https://archive.ics.uci.edu/static/public/186/wine+quality.zip"
 """Where UCI publishes the Wine Quality archive (id 186)."""
 
+SHIPPED_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "wine-quality"
+"""The copy of both CSV files the repository ships (unmodified UCI originals, CC BY 4.0)."""
+
 FULL_TRIALS = 40
 FAST_TRIALS = 3
 FULL_CV_REPEATS = 3
@@ -26,9 +29,9 @@ class TrainingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WINEMEUP_TRAIN_", extra="ignore")
 
     data_dir: Path = Field(
-        default=Path("data/wine-quality"),
-        description="Folder holding winequality-red.csv and winequality-white.csv "
-        "(downloaded there when absent).",
+        default=SHIPPED_DATA_DIR,
+        description="Folder holding winequality-red.csv and winequality-white.csv; default: the "
+        "repository's data/wine-quality (the official archive is downloaded into a folder lacking them).",
     )
     model_store: Path = Field(
         default=Path(".bentoml"),
@@ -40,7 +43,8 @@ class TrainingSettings(BaseSettings):
     )
     download_url: str = Field(
         default=OFFICIAL_ARCHIVE_URL,
-        description="URL of the UCI Wine Quality zip archive, used when a CSV is absent.",
+        description="URL of the UCI Wine Quality zip archive, used when a CSV is absent or on "
+        "`download --force`.",
     )
     download_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Timeout of one HTTP read while downloading the archive."

@@ -101,6 +101,24 @@ def test_download_command_fetches_and_verifies(
         assert f"sha256 {digest}  ok" in result.stdout
 
 
+def test_download_force_refreshes_files_already_there(
+    data_dir: Path, archive_server: ArchiveServer, small_csv_dir
+) -> None:
+    build_archive(
+        archive_server.root / "wine+quality.zip",
+        {name: (data_dir / name).read_bytes() for name in CSV_FILES.values()},
+    )
+    target = small_csv_dir(rows=5)
+    env = {"WINEMEUP_TRAIN_DOWNLOAD_URL": archive_server.url("wine+quality.zip")}
+    stale = run_module(["-m", "training", "download", "--data-dir", str(target)], env=env)
+    assert stale.returncode == 2 and "SHA-256 mismatch" in stale.stderr
+    result = run_module(["-m", "training", "download", "--force", "--data-dir", str(target)], env=env)
+    assert result.returncode == 0, result.stderr
+    for name, digest in SHA256.items():
+        assert (target / name).read_bytes() == (data_dir / name).read_bytes()
+        assert f"sha256 {digest}  ok" in result.stdout
+
+
 @pytest.mark.slow
 def test_train_writes_store_and_reports_that_agree(small_csv_dir, tmp_path: Path) -> None:
     """A whole fast run on a small copy of the data; every saved model is inspected afterwards."""

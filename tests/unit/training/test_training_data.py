@@ -202,3 +202,53 @@ def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(DataError, match="not a folder"):
         ensure_data(path, "http://127.0.0.1:9/x.zip", timeout=1)
+
+
+def test_the_repository_ships_both_files_and_training_reads_them_by_default() -> None:
+    """A fresh clone trains without the UCI archive: the files are there, tracked and verified."""
+    import subprocess
+
+    from training.settings import SHIPPED_DATA_DIR, TrainingSettings
+
+    assert TrainingSettings.model_fields["data_dir"].default == SHIPPED_DATA_DIR
+    digests = ensure_data(SHIPPED_DATA_DIR, "http://127.0.0.1:9/unreachable.zip", timeout=1)
+    assert digests == dict(SHA256)
+    tracked_or_addable = subprocess.run(
+        ["git", "check-ignore", *(str(SHIPPED_DATA_DIR / n) for n in CSV_FILES.values())],
+        cwd=SHIPPED_DATA_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tracked_or_addable.returncode == 1, f".gitignore hides the data: {tracked_or_addable.stdout}"
+    attribution = (SHIPPED_DATA_DIR / "ATTRIBUTION.md").read_text()
+    assert "CC BY 4.0" in attribution and "Cortez" in attribution
+    assert all(digest in attribution for digest in SHA256.values())
+
+
+def test_force_replaces_present_files_with_verified_downloads(
+    data_dir: Path, archive_server: ArchiveServer, small_csv_dir: Callable[..., Path]
+) -> None:
+    _zip_of_real_files(data_dir, archive_server.root)
+    target = small_csv_dir(rows=10)  # present, but not the originals
+    with pytest.raises(ChecksumMismatchError):
+        ensure_data(target, archive_server.url("wine+quality.zip"), timeout=10)
+    assert archive_server.requests == []
+    digests = ensure_data(target, archive_server.url("wine+quality.zip"), timeout=10, force=True)
+    assert digests == dict(SHA256)
+    assert archive_server.requests == ["/wine+quality.zip"]
+
+
+def test_a_failed_refresh_keeps_the_files_there(
+    data_dir: Path, archive_server: ArchiveServer, tmp_path: Path
+) -> None:
+    _zip_of_real_files(data_dir, archive_server.root, edit=lambda b: b.replace(b"7.4;", b"7.5;", 1))
+    target = tmp_path / "kept"
+    target.mkdir()
+    for name in CSV_FILES.values():
+        (target / name).write_bytes((data_dir / name).read_bytes())
+    with pytest.raises(ChecksumMismatchError):
+        ensure_data(target, archive_server.url("wine+quality.zip"), timeout=10, force=True)
+    for name in CSV_FILES.values():
+        assert (target / name).read_bytes() == (data_dir / name).read_bytes()
+    assert not list(target.glob(".*.tmp"))
