@@ -90,6 +90,19 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="hide the progress bars (logs still go to stderr)"
     )
 
+    accelerate = sub.add_parser(
+        "accelerate",
+        help="(re)build the ONNX artifacts of models already in the store, with their parity check",
+        description="Convert the latest version of each named model (all seven when none is named) "
+        "in the model store to ONNX, store the artifact beside it and check parity on the whole "
+        "data set. `train` does this for every model it saves; this is for older stores.",
+    )
+    accelerate.add_argument("models", nargs="*", metavar="MODEL", help="models (default: all seven)")
+    _add_data_dir(accelerate)
+    accelerate.add_argument(
+        "--model-store", type=Path, default=None, help="BentoML home (" + _default("model_store") + ")"
+    )
+
     download = sub.add_parser(
         "download",
         help="download and verify the data only",
@@ -177,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, digest in digests.items():
                 print(f"{settings.data_dir / name}  sha256 {digest}  ok")
             return 0
+        if args.command == "accelerate":
+            return _accelerate(settings, args.models or list(MODEL_NAMES))
         unknown = [m for m in args.models if m not in MODEL_NAMES]
         if unknown:
             print(
@@ -188,6 +203,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_DATA_ERROR
+
+
+def _accelerate(settings: TrainingSettings, models: list[str]) -> int:
+    from training.store import use_model_store
+
+    data = load_wine_data(
+        settings.data_dir,
+        settings.download_url,
+        timeout=settings.download_timeout_seconds,
+        verify=settings.verify_checksums,
+    )
+    home = use_model_store(settings.model_store)
+    from training.accelerate import accelerate_store
+
+    reports = accelerate_store(home, models, data.X)
+    print(f"{'model':<24}{'parity':>8}{'largest diff':>14}{'grades flipped':>16}")
+    for name, report in reports.items():
+        verdict = "pass" if report.passed else "FAIL"
+        print(f"{name:<24}{verdict:>8}{report.max_abs_diff:>14.2e}{report.grade_flips:>16}")
+    return 0 if all(r.passed for r in reports.values()) else EXIT_FAILURE
 
 
 def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool) -> int:
@@ -210,8 +245,11 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from training.accelerate import export_accelerated
+    from training.models import framework_of
     from training.pipeline import model_labels, model_metadata, run_training
     from training.reports import write_reports
+    from winemeup.runtimes.store import read_entry
 
     with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
         run = run_training(data, settings, models, progress=progress)
@@ -227,6 +265,9 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
                 result.name, result.estimator, labels=labels, metadata=model_metadata(result, run)
             )
             verify_round_trip(tag, test_rows, result.test_predictions)
+            export_accelerated(
+                read_entry(home, *tag.split(":", 1)), framework_of(result.name), result.estimator, data.X
+            )
             saved.append(tag)
     except ModelStoreError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)

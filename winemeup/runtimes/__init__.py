@@ -1,15 +1,27 @@
 """Model runtimes, one module per framework, and loading one by model name.
 
-``load_runtime("lightgbm")`` reads the model store entry, picks the runtime by the entry's
-``framework`` label and imports only that library.
+``load_runtime("lightgbm")`` serves the model's accelerated ONNX artifact when it is there and
+passes its parity check (:mod:`winemeup.runtimes.accelerated`); otherwise it picks the
+framework runtime by the entry's ``framework`` label and imports only that library. The
+accelerated path reads the store without BentoML; only the framework path imports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import Any
+import logging
+from pathlib import Path
+from typing import Any, Literal
 
+from winemeup.runtimes.accelerated import FRAMEWORK, ONNX, AcceleratedUnavailable, load_accelerated
 from winemeup.runtimes.base import ModelInfo, ModelRuntime
+from winemeup.runtimes.store import ModelNotInStoreError, StoreEntry, read_entry
+
+logger = logging.getLogger(__name__)
+
+ServingChoice = Literal["auto", "onnx", "framework"]
+"""``auto``: the ONNX artifact when it passes parity, else the framework; or force one path."""
 
 MODEL_NAMES = (
     "lightgbm",
@@ -40,10 +52,6 @@ _RUNTIMES = {
 }
 
 
-class ModelNotInStoreError(LookupError):
-    """The model store holds no model under that name (and version)."""
-
-
 def runtime_class(framework: str) -> type[ModelRuntime]:
     """The runtime class for a framework label."""
     try:
@@ -66,25 +74,78 @@ def stored_model(name: str, version: str | None = None) -> Any:
         raise ModelNotInStoreError(f"model {tag} is not in the model store") from e
 
 
-def load_runtime(name: str, version: str | None = None, batch_threads: int = 1) -> ModelRuntime:
-    """Load a model from the store by name (and version) into its framework's runtime.
+def bentoml_home() -> Path:
+    """The model store BentoML itself uses in this process (imports BentoML)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
 
-    ``batch_threads``: native threads a large batch may use (LightGBM and CatBoost).
+    return Path(BentoMLContainer.bentoml_home.get())
+
+
+def load_runtime(
+    name: str,
+    version: str | None = None,
+    batch_threads: int = 1,
+    *,
+    path: ServingChoice = "auto",
+    store: Path | None = None,
+) -> ModelRuntime:
+    """Load a model from the store by name (and version): its ONNX artifact or its framework.
+
+    ``path``: ``auto`` serves the artifact when it loads and passes parity, else falls back to
+    the framework with a warning that says why (the reason is in ``runtime.info.serving``);
+    ``onnx`` raises :class:`AcceleratedUnavailable` instead of falling back; ``framework``
+    never tries the artifact. ``store``: the BentoML home (default: BentoML's own).
+    ``batch_threads``: native threads a large framework batch may use.
     """
-    stored = stored_model(name, version)
-    framework = stored.info.labels.get("framework") or FRAMEWORK_OF_MODEL.get(name)
+    home = store if store is not None else bentoml_home()
+    entry = read_entry(home, name, version)
+    framework = entry.labels.get("framework") or FRAMEWORK_OF_MODEL.get(name)
     if framework is None:
-        raise ValueError(f"model {stored.tag} has no 'framework' label")
-    return runtime_class(framework).load(stored, batch_threads)
+        raise ValueError(f"model {entry.tag} has no 'framework' label")
+    reason = "framework path requested"
+    if path != FRAMEWORK:
+        try:
+            runtime = load_accelerated(entry, framework, batch_threads)
+        except AcceleratedUnavailable as e:
+            if path == ONNX:
+                raise
+            reason = str(e)
+            logger.warning("model %s: serving with %s, not ONNX: %s", entry.tag, framework, reason)
+        else:
+            parity = runtime.info.serving["parity"]
+            logger.info(
+                "model %s: serving ONNX artifact (parity over %d rows: largest difference %.2g, "
+                "%d grades flip)",
+                entry.tag,
+                parity["rows"],
+                parity["max_abs_diff"],
+                parity["grade_flips"],
+            )
+            return runtime
+    runtime = load_framework(entry, framework, batch_threads)
+    runtime.info = dataclasses.replace(runtime.info, serving={"path": FRAMEWORK, "reason": reason})
+    return runtime
+
+
+def load_framework(entry: StoreEntry, framework: str, batch_threads: int = 1) -> ModelRuntime:
+    """The framework runtime of a store entry (imports BentoML and the framework)."""
+    return runtime_class(framework).load(stored_model(entry.name, entry.version), batch_threads)
 
 
 __all__ = [
+    "FRAMEWORK",
     "FRAMEWORK_OF_MODEL",
     "MODEL_NAMES",
+    "ONNX",
+    "AcceleratedUnavailable",
     "ModelInfo",
     "ModelNotInStoreError",
     "ModelRuntime",
+    "ServingChoice",
+    "StoreEntry",
+    "load_framework",
     "load_runtime",
+    "read_entry",
     "runtime_class",
     "stored_model",
 ]

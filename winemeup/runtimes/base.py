@@ -28,6 +28,12 @@ class ModelInfo:
     labels: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     load_seconds: float = 0.0
+    serving: dict[str, Any] = field(default_factory=dict)
+    """How the model is served: ``path`` (onnx | framework), the parity report or the reason."""
+
+    @property
+    def serving_path(self) -> str:
+        return str(self.serving.get("path", "framework"))
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -42,6 +48,7 @@ class ModelInfo:
             "framework": self.framework,
             "labels": dict(self.labels),
             "metadata": dict(self.metadata),
+            "serving": dict(self.serving),
         }
 
 
@@ -57,6 +64,8 @@ class ModelRuntime(ABC):
     """
 
     framework: ClassVar[str]
+    serving_path: ClassVar[str] = "framework"
+    """``onnx`` for the accelerated artifact, ``framework`` for the library's own predict."""
 
     def __init__(self, model: Any, info: ModelInfo, batch_threads: int = 1):
         self.model = model
@@ -79,6 +88,7 @@ class ModelRuntime(ABC):
             labels=dict(stored.info.labels),
             metadata=dict(stored.info.metadata),
             load_seconds=time.perf_counter() - started,
+            serving={"path": "framework"},
         )
         return cls(model, info, batch_threads)
 

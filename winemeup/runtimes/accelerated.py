@@ -1,0 +1,237 @@
+"""The accelerated path: a model's ONNX artifact, served by ONNX Runtime, with its parity check.
+
+Training converts every model to ONNX and stores the artifact in the model's own version
+directory of the model store (``accelerated/``), beside the framework's files:
+
+* ``model.onnx``: the converted model (one input ``(n, 12)``, one output ``(n,)`` or ``(n, 1)``);
+* ``reference.npz``: every row of the data set (``rows``, float64) and the framework's own
+  scores for them (``scores``), so that parity can be checked where the framework is not
+  installed;
+* ``parity.json``: what training measured (parity, timings per batch size, converter).
+
+:func:`load_accelerated` checks parity again at load, on the whole reference: the largest
+``|score difference|`` must be at most :data:`PARITY_MAX_ABS_DIFF`, and it reports how many
+integer grades flip. A missing or corrupt artifact, or one that fails parity, raises
+:class:`AcceleratedUnavailable`, and the caller serves the framework instead.
+
+The scikit-learn trees cast their input to float32 before they walk, LightGBM compares
+float64 thresholds, XGBoost and CatBoost keep float32 splits: each artifact declares the
+input type it was built for (float or double), and rows are cast to it here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from winemeup.runtimes.base import ModelInfo, ModelRuntime
+from winemeup.runtimes.store import StoreEntry
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_DIR = "accelerated"
+ONNX_FILE = "model.onnx"
+REFERENCE_FILE = "reference.npz"
+REPORT_FILE = "parity.json"
+
+PARITY_MAX_ABS_DIFF = 1e-4
+"""Largest |accelerated - framework| score difference over the reference rows that passes."""
+
+ONNX = "onnx"
+FRAMEWORK = "framework"
+SERVING_PATHS = (ONNX, FRAMEWORK)
+"""How a model is served: its ONNX artifact, or the framework's own predict."""
+
+
+class AcceleratedUnavailable(RuntimeError):
+    """The accelerated artifact is missing, unreadable, or fails its parity check."""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How the accelerated path's scores compare with the framework's on the reference rows."""
+
+    rows: int
+    max_abs_diff: float
+    grade_flips: int
+    tolerance: float = PARITY_MAX_ABS_DIFF
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.max_abs_diff)) and self.max_abs_diff <= self.tolerance
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "max_abs_diff": self.max_abs_diff,
+            "grade_flips": self.grade_flips,
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+        }
+
+
+def grades(scores: np.ndarray) -> np.ndarray:
+    """Integer grades of scores, as :func:`winemeup.schema.quality_grade` computes one."""
+    return np.clip(np.floor(np.asarray(scores, dtype=np.float64) + 0.5), 0, 10).astype(np.int64)
+
+
+def compare(expected: np.ndarray, got: np.ndarray) -> ParityReport:
+    """The parity report of ``got`` (accelerated) against ``expected`` (framework) scores."""
+    expected = np.asarray(expected, dtype=np.float64).reshape(-1)
+    got = np.asarray(got, dtype=np.float64).reshape(-1)
+    if expected.shape != got.shape:
+        return ParityReport(
+            rows=int(expected.size), max_abs_diff=float("inf"), grade_flips=int(expected.size)
+        )
+    diff = np.abs(expected - got)
+    worst = float(np.max(diff)) if diff.size else 0.0
+    if not np.all(np.isfinite(got)):
+        worst = float("inf")
+    return ParityReport(
+        rows=int(expected.size),
+        max_abs_diff=worst,
+        grade_flips=int(np.count_nonzero(grades(expected) != grades(np.nan_to_num(got)))),
+    )
+
+
+class OnnxModelRuntime(ModelRuntime):
+    """A model served from its ONNX artifact by ONNX Runtime, one intra-op thread."""
+
+    framework = ONNX
+    serving_path = ONNX
+
+    def __init__(self, model: Any, info: ModelInfo, batch_threads: int = 1):
+        super().__init__(model, info, batch_threads)
+        session = model
+        self._input_name = session.get_inputs()[0].name
+        self.input_dtype: type[np.floating[Any]] = (
+            np.float64 if "double" in session.get_inputs()[0].type else np.float32
+        )
+        self._output_name = session.get_outputs()[0].name
+
+    @classmethod
+    def _load_model(cls, stored: Any) -> Any:  # pragma: no cover - loaded by load_accelerated
+        raise NotImplementedError("load it with load_accelerated(entry)")
+
+    def _predict(self, rows: np.ndarray) -> Any:
+        return self.model.run([self._output_name], {self._input_name: rows.astype(self.input_dtype)})[0]
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One thread: a request's few rows are done before a thread pool would wake up, and the
+    # other core belongs to the server. Spinning threads would burn it while idle.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def artifact_dir(entry_path: Path) -> Path:
+    """Where a model version's accelerated artifact lives."""
+    return Path(entry_path) / ARTIFACT_DIR
+
+
+def read_reference(directory: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The reference rows and the framework's scores for them."""
+    with np.load(directory / REFERENCE_FILE) as ref:
+        rows = np.ascontiguousarray(ref["rows"], dtype=np.float64)
+        scores = np.asarray(ref["scores"], dtype=np.float64).reshape(-1)
+    if rows.ndim != 2 or rows.shape[0] != scores.shape[0] or rows.shape[0] == 0:
+        raise ValueError(f"reference rows {rows.shape} do not match scores {scores.shape}")
+    return rows, scores
+
+
+def open_accelerated(
+    entry: StoreEntry, framework: str, batch_threads: int = 1
+) -> tuple[OnnxModelRuntime, ParityReport]:
+    """Load the ONNX artifact of a store entry and measure its parity on the reference rows.
+
+    Raises :class:`AcceleratedUnavailable` when the artifact is missing, unreadable, or fails
+    to predict; a parity failure is only reported (see :func:`load_accelerated`).
+    """
+    directory = artifact_dir(entry.path)
+    model_file = directory / ONNX_FILE
+    if not model_file.is_file():
+        raise AcceleratedUnavailable(f"no accelerated artifact ({model_file} is missing)")
+    try:
+        session = _session(model_file)
+        rows, expected = read_reference(directory)
+    except ImportError as e:
+        raise AcceleratedUnavailable(f"onnxruntime is not installed ({e})") from e
+    except Exception as e:  # a corrupt file fails in protobuf, numpy or zipfile: all mean "unusable"
+        raise AcceleratedUnavailable(f"accelerated artifact unreadable: {type(e).__name__}: {e}") from e
+    info = ModelInfo(
+        name=entry.name,
+        version=entry.version,
+        framework=framework,
+        labels=dict(entry.labels),
+        metadata=dict(entry.metadata),
+    )
+    try:
+        runtime = OnnxModelRuntime(session, info, batch_threads)
+        report = compare(expected, runtime.predict(rows))
+    except Exception as e:
+        raise AcceleratedUnavailable(f"accelerated artifact fails to predict: {type(e).__name__}: {e}") from e
+    return runtime, report
+
+
+def load_accelerated(entry: StoreEntry, framework: str, batch_threads: int = 1) -> OnnxModelRuntime:
+    """The ONNX runtime of a store entry, only if its artifact passes parity.
+
+    Raises :class:`AcceleratedUnavailable` (with the reason) when the artifact is missing,
+    cannot be loaded, or its scores differ from the framework's by more than the tolerance.
+    """
+    started = time.perf_counter()
+    runtime, report = open_accelerated(entry, framework, batch_threads)
+    if not report.passed:
+        raise AcceleratedUnavailable(
+            f"accelerated artifact fails parity: largest difference {report.max_abs_diff:.3g} "
+            f"> {report.tolerance:g} over {report.rows} rows, {report.grade_flips} grades flip"
+        )
+    info = runtime.info
+    runtime.info = ModelInfo(
+        name=info.name,
+        version=info.version,
+        framework=framework,
+        labels=info.labels,
+        metadata=info.metadata,
+        load_seconds=time.perf_counter() - started,
+        serving={"path": ONNX, "parity": report.as_dict(), **_training_report(artifact_dir(entry.path))},
+    )
+    return runtime
+
+
+def _training_report(directory: Path) -> dict[str, Any]:
+    try:
+        report = json.loads((directory / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {key: report[key] for key in ("converter", "input_type", "timings") if key in report}
+
+
+def write_artifact(directory: Path, onnx_model: bytes, rows: np.ndarray, scores: np.ndarray) -> None:
+    """Write an accelerated artifact and its reference (training's side of :func:`load_accelerated`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ONNX_FILE).write_bytes(onnx_model)
+    np.savez_compressed(
+        directory / REFERENCE_FILE,
+        rows=np.ascontiguousarray(rows, dtype=np.float64),
+        scores=np.asarray(scores, dtype=np.float64).reshape(-1),
+    )
+
+
+def write_report(directory: Path, report: dict[str, Any]) -> None:
+    """Write what training measured of the artifact (``parity.json``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
