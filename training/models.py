@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,12 +215,14 @@ def tune_lightgbm(
     seed: int,
     n_jobs: int,
     show_progress: bool = True,
+    on_trial: Callable[[int, int], None] | None = None,
 ) -> TuningResult:
     """Tune an ``LGBMRegressor`` with Optuna (TPE), minimising the mean RMSE over ``folds``.
 
     ``folds`` index the TRAINING part only. The first trial is LightGBM's defaults, so the
     best trial's CV RMSE is never worse than the untuned model's on these folds; unpromising
-    trials are pruned fold by fold (median rule).
+    trials are pruned fold by fold (median rule). ``on_trial(done, trials)`` is called after
+    each trial (progress reporting).
     """
     import optuna
 
@@ -273,7 +275,8 @@ def tune_lightgbm(
         "reg_lambda",
     )
     study.enqueue_trial({k: base[k] for k in tuned_keys})
-    study.optimize(objective, n_trials=trials, show_progress_bar=show_progress)
+    callbacks = [] if on_trial is None else [lambda study, _trial: on_trial(len(study.trials), trials)]
+    study.optimize(objective, n_trials=trials, show_progress_bar=show_progress, callbacks=callbacks)
     best = dict(base)
     best.update(study.best_params)
     best["subsample_freq"] = 1 if best["subsample"] < 1.0 else 0

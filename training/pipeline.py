@@ -41,6 +41,7 @@ from training.models import (
     predict,
     tune_lightgbm,
 )
+from training.progress import ModelProgress, chain
 from training.settings import TrainingSettings
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA, SCHEMA_VERSION
@@ -201,106 +202,64 @@ def run_training(
         return _run_training(data, settings, names, progress=progress)
 
 
+@dataclass
+class _Splits:
+    """The splits every model of a run is evaluated on (the same for all of them)."""
+
+    train: np.ndarray
+    test: np.ndarray
+    cv_folds: list[list[Any]]
+    paper_folds: list[list[Any]]
+    tuning_folds: list[Any]
+
+
+def _split(data: WineData, settings: TrainingSettings) -> _Splits:
+    groups = data.groups()
+    strata = data.strata()
+    train, test = holdout_split(strata, groups, settings.test_size, settings.seed)
+    repeats = settings.n_repeats
+    return _Splits(
+        train=train,
+        test=test,
+        cv_folds=grouped_folds(strata[train], groups[train], settings.cv_folds, repeats, settings.seed),
+        paper_folds=paper_folds(len(data), settings.cv_folds, repeats, settings.seed),
+        # The search gets its own fold seed: its folds are not the ones the CV figures come from.
+        tuning_folds=grouped_folds(strata[train], groups[train], settings.cv_folds, 1, settings.seed + 1000)[
+            0
+        ],
+    )
+
+
 def _run_training(
     data: WineData, settings: TrainingSettings, names: Sequence[str], *, progress: bool
 ) -> TrainingRun:
     started = time.perf_counter()
+    run_started = time.monotonic()
     cpu_started = time.process_time()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     chosen = select_models(names)
-    groups = data.groups()
-    strata = data.strata()
-    train, test = holdout_split(strata, groups, settings.test_size, settings.seed)
-    X_train, y_train, red_train = data.X[train], data.y[train], data.is_red[train]
-    X_test, y_test, red_test = data.X[test], data.y[test], data.is_red[test]
-    repeats = settings.n_repeats
-    cv_folds = grouped_folds(strata[train], groups[train], settings.cv_folds, repeats, settings.seed)
-    pp_folds = paper_folds(len(data), settings.cv_folds, repeats, settings.seed)
-    # The search gets its own fold seed: its folds are not the ones the CV figures come from.
-    tuning_folds = grouped_folds(strata[train], groups[train], settings.cv_folds, 1, settings.seed + 1000)[0]
-    summary = summarize_data(data, train, test)
+    splits = _split(data, settings)
+    summary = summarize_data(data, splits.train, splits.test)
     logger.info(
         "data: %d rows (%d unique), train %d, test %d, dataset sha256 %s",
         len(data),
         sum(summary.unique_rows.values()),
-        train.size,
-        test.size,
+        splits.train.size,
+        splits.test.size,
         summary.dataset_sha256[:12],
     )
-
     results: list[ModelResult] = []
     models_bar = tqdm(chosen, desc="models", unit="model", disable=not progress)
-    for name in models_bar:
+    for index, name in enumerate(models_bar, start=1):
         models_bar.set_postfix_str(name)
-        model_started = time.perf_counter()
-        model_cpu_started = time.process_time()
-        tuning: TuningResult | None = None
-        if name == "lightgbm":
-            tuning = tune_lightgbm(
-                X_train,
-                y_train,
-                tuning_folds,
-                trials=settings.n_trials,
-                fast=settings.fast,
-                seed=settings.seed,
-                n_jobs=settings.n_jobs,
-                show_progress=progress,
-            )
-            params = tuning.params
-        else:
-            params = default_params(name, fast=settings.fast, seed=settings.seed, n_jobs=settings.n_jobs)
-        runner = fit_predict(name, params, settings.n_jobs)
-        cv = cross_validate(
-            runner,
-            X_train,
-            y_train,
-            red_train,
-            cv_folds,
-            "grouped",
-            progress=_fold_bar(f"{name} grouped CV", progress),
-        )
-        paper = cross_validate(
-            runner,
-            data.X,
-            data.y,
-            data.is_red,
-            pp_folds,
-            "paper",
-            progress=_fold_bar(f"{name} paper CV", progress),
-        )
-        fit_started = time.perf_counter()
-        estimator = fit(name, params, X_train, y_train, settings.n_jobs)
-        fit_seconds = time.perf_counter() - fit_started
-        test_pred = predict(estimator, X_test)
-        result = ModelResult(
-            name=name,
-            framework=framework_of(name),
-            params=params,
-            cv=cv,
-            paper_cv=paper,
-            test=metrics_by_type(y_test, test_pred, red_test),
-            fit_seconds=fit_seconds,
-            total_seconds=time.perf_counter() - model_started,
-            cpu_seconds=time.process_time() - model_cpu_started,
-            tuning=tuning,
-            estimator=estimator,
-            test_predictions=test_pred,
-        )
-        logger.info(
-            "%s: grouped CV RMSE %.4f, test RMSE %.4f, paper CV MAE %.4f (%.1f s)",
-            name,
-            cv.metrics["overall"]["rmse"],
-            result.test["overall"]["rmse"],
-            paper.metrics["overall"]["mae"],
-            result.total_seconds,
-        )
-        results.append(result)
+        reporter = ModelProgress(name, index, len(chosen), run_started)
+        results.append(_train_one(name, data, splits, settings, reporter, progress=progress))
     return TrainingRun(
         started_at=started_at,
         mode="fast" if settings.fast else "full",
         seed=settings.seed,
         folds=settings.cv_folds,
-        repeats=repeats,
+        repeats=settings.n_repeats,
         test_size=settings.test_size,
         trials=settings.n_trials,
         threads=settings.n_jobs,
@@ -308,8 +267,103 @@ def _run_training(
         results=results,
         seconds=time.perf_counter() - started,
         cpu_seconds=time.process_time() - cpu_started,
-        test_index=test,
+        test_index=splits.test,
     )
+
+
+def _params(
+    name: str,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    splits: _Splits,
+    settings: TrainingSettings,
+    reporter: ModelProgress,
+    *,
+    progress: bool,
+) -> tuple[dict[str, Any], TuningResult | None]:
+    """The family's parameters: LightGBM's are searched, the others' are fixed."""
+    if name != "lightgbm":
+        params = default_params(name, fast=settings.fast, seed=settings.seed, n_jobs=settings.n_jobs)
+        return params, None
+    reporter.step(f"tuning, {settings.n_trials} trials")
+    tuning = tune_lightgbm(
+        X_train,
+        y_train,
+        splits.tuning_folds,
+        trials=settings.n_trials,
+        fast=settings.fast,
+        seed=settings.seed,
+        n_jobs=settings.n_jobs,
+        show_progress=progress,
+        on_trial=lambda done, total: reporter.count("tuning, trial", done, total),
+    )
+    return tuning.params, tuning
+
+
+def _train_one(
+    name: str,
+    data: WineData,
+    splits: _Splits,
+    settings: TrainingSettings,
+    reporter: ModelProgress,
+    *,
+    progress: bool,
+) -> ModelResult:
+    """Tune (LightGBM), run both CVs, fit on the training part and score the held-out test."""
+    model_started = time.perf_counter()
+    model_cpu_started = time.process_time()
+    train, test = splits.train, splits.test
+    X_train, y_train = data.X[train], data.y[train]
+    params, tuning = _params(name, X_train, y_train, splits, settings, reporter, progress=progress)
+    runner = fit_predict(name, params, settings.n_jobs)
+    cv = _cross_validate(runner, "grouped", data.subset(train), splits.cv_folds, reporter, progress)
+    paper = _cross_validate(runner, "paper", data, splits.paper_folds, reporter, progress)
+    reporter.step("final fit on the training part")
+    fit_started = time.perf_counter()
+    estimator = fit(name, params, X_train, y_train, settings.n_jobs)
+    fit_seconds = time.perf_counter() - fit_started
+    test_pred = predict(estimator, data.X[test])
+    result = ModelResult(
+        name=name,
+        framework=framework_of(name),
+        params=params,
+        cv=cv,
+        paper_cv=paper,
+        test=metrics_by_type(data.y[test], test_pred, data.is_red[test]),
+        fit_seconds=fit_seconds,
+        total_seconds=time.perf_counter() - model_started,
+        cpu_seconds=time.process_time() - model_cpu_started,
+        tuning=tuning,
+        estimator=estimator,
+        test_predictions=test_pred,
+    )
+    reporter.step(f"done, test RMSE {result.test['overall']['rmse']:.4f}")
+    logger.info(
+        "%s: grouped CV RMSE %.4f, test RMSE %.4f, paper CV MAE %.4f (%.1f s)",
+        name,
+        cv.metrics["overall"]["rmse"],
+        result.test["overall"]["rmse"],
+        paper.metrics["overall"]["mae"],
+        result.total_seconds,
+    )
+    return result
+
+
+def _cross_validate(
+    runner: Any,
+    protocol: str,
+    data: WineData,
+    repeats: list[list[Any]],
+    reporter: ModelProgress,
+    progress: bool,
+) -> CVResult:
+    """One protocol's repeated CV of a family, with a bar and progress lines per fold."""
+    reporter.step(f"{protocol} CV, {sum(len(r) for r in repeats)} folds")
+    bars = chain(
+        _fold_bar(f"{reporter.name} {protocol} CV", progress),
+        reporter.counted(f"{protocol} CV", "fold"),
+    )
+    return cross_validate(runner, data.X, data.y, data.is_red, repeats, protocol, progress=bars)
 
 
 def _fold_bar(desc: str, enabled: bool) -> Callable[[Iterable[Any]], Iterable[Any]]:

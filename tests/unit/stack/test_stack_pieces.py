@@ -72,3 +72,32 @@ def test_promtool_accepts_the_configs(tmp_path: Path, source: str) -> None:
         path = REPO_ROOT / "services" / "prometheus.local.yml"
     result = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_training_progress_lines_reach_the_console_whole_and_in_order(tmp_path: Path) -> None:
+    """While ``make run`` trains, the launcher echoes the progress lines of the training log."""
+    import sys
+
+    from services.stack.launcher import follow_training
+    from services.stack.processes import ManagedProcess
+
+    log_path = tmp_path / "train.log"
+    log_path.write_text("2026 INFO training.progress: [1/1] old: a line of an earlier run\n")
+    script = (
+        "import sys, time\n"
+        "w = sys.stdout.write\n"
+        "w('t INFO training.data: read red.csv\\n'); sys.stdout.flush()\n"
+        "w('t INFO training.progress: [1/2] svr: grouped'); sys.stdout.flush(); time.sleep(0.8)\n"
+        "w(' CV, 5 folds (0 s on this model, 1 s in all)\\n'); sys.stdout.flush()\n"
+        "w('t INFO training.progress: [2/2] extra_trees: done, test RMSE 0.6\\n')\n"
+        "sys.exit(3)\n"
+    )
+    proc = ManagedProcess(argv=[sys.executable, "-c", script], log_path=log_path, name="training")
+    offset = log_path.stat().st_size
+    proc.launch()
+    echoed: list[str] = []
+    assert follow_training(proc, echoed.append, offset, poll_seconds=0.1) == 3
+    assert echoed == [
+        "[1/2] svr: grouped CV, 5 folds (0 s on this model, 1 s in all)",
+        "[2/2] extra_trees: done, test RMSE 0.6",
+    ]
