@@ -140,6 +140,8 @@ class Router:
             s.redis_timeout_seconds,
             s.cache_backoff_seconds,
             s.near_cache_entries,
+            s.redis_password.get_secret_value() if s.redis_password is not None else None,
+            str(s.redis_tls_ca_file) if s.redis_tls_ca_file is not None else None,
         )
         self.predictor = Predictor(self.cache)
         runner_models = [m for m in s.models if s.placement_of(m) == "runner"]
@@ -164,7 +166,9 @@ class Router:
                     name,
                     s.inline_thread_min_rows,
                     s.health_interval_seconds,
-                    loader=functools.partial(load_runtime, batch_threads=s.inline_threads),
+                    loader=functools.partial(
+                        load_runtime, batch_threads=s.inline_threads, path=s.serving_path, store=s.model_store
+                    ),
                     loop_max_seconds=s.inline_loop_max_seconds,
                 )
         for model in self.models.values():
@@ -446,7 +450,13 @@ class Router:
         return Response(200, b'{"status":"ok"}')
 
     async def readyz(self, request: Request) -> Response:
-        """Readiness: 200 when the default model can answer; Redis being down does not matter."""
+        """Readiness: 200 when this pod can serve; a runner or Redis being down does not matter.
+
+        A runner is shared by every router pod: when it is down, its model answers 503 (and
+        alerts fire on ``winemeup_router_model_ready``), but the pods stay in the Service so
+        the other models, cached answers and the UI keep working. Only an inline default model
+        still loading in this pod keeps it unready.
+        """
         model = self.models.get(self.default_model)
         cache: dict[str, Any] = {"backend": self.cache.backend if self.cache else "none"}
         redis = self.cache.far if isinstance(self.cache, TieredCache) else self.cache
@@ -461,14 +471,21 @@ class Router:
             raise NotReady("no default model")
         if isinstance(model, InlineModel) and model.status != READY:
             model.begin_load()
-        if model.status != READY:
             raise NotReady(
                 f"default model '{model.name}' is {model.status}: {model.reason or 'not loaded yet'}"
             )
+        unavailable = sorted(m.name for m in self.models.values() if m.status != READY)
         return Response(
             200,
             orjson.dumps(
-                {"status": "ready", "default_model": model.name, "version": model.version, "cache": cache}
+                {
+                    "status": "ready",
+                    "default_model": model.name,
+                    "default_model_status": model.status,
+                    "version": model.version,
+                    "models_not_ready": unavailable,
+                    "cache": cache,
+                }
             ),
         )
 

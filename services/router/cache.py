@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from hashlib import blake2b
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -239,19 +240,30 @@ class RedisCache(PredictionCache):
         timeout_seconds: float,
         backoff_seconds: float = 0.5,
         max_connections: int = 256,
+        password: str | None = None,
+        tls_ca_file: str | None = None,
     ):
         import redis.asyncio as redis
 
         self.ttl = int(ttl_seconds)
         self.backoff = backoff_seconds
+        tls = url.startswith("rediss://")
+        # A password in the URL wins (redis-py's from_url); otherwise the separate one is sent
+        # with AUTH. A TLS handshake to a managed Redis takes a few round trips: give the
+        # connect a floor of 0.5 s there (commands keep their own deadline).
+        options: dict[str, Any] = {"password": password} if password else {}
+        connect_timeout = max(timeout_seconds, 0.5) if tls else timeout_seconds
+        if tls and tls_ca_file:
+            options["ssl_ca_certs"] = tls_ca_file
         # A plain pool: the blocking pool's condition variable and timeout context cost about
         # 70 µs per command. Running out of connections is a cache error like any other.
         pool = redis.ConnectionPool.from_url(
             url,
             max_connections=max_connections,
             socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
+            socket_connect_timeout=connect_timeout,
             health_check_interval=0,
+            **options,
         )
         self.client = redis.Redis(connection_pool=pool, retry_on_timeout=False)
         # Batch commands (MGET of thousands of keys, the batch store) get their own pool with
@@ -260,8 +272,9 @@ class RedisCache(PredictionCache):
             url,
             max_connections=max_connections,
             socket_timeout=timeout_seconds * BULK_TIMEOUT_FACTOR,
-            socket_connect_timeout=timeout_seconds,
+            socket_connect_timeout=connect_timeout,
             health_check_interval=0,
+            **options,
         )
         self.bulk = redis.Redis(connection_pool=bulk_pool, retry_on_timeout=False)
         # One EVALSHA stores a whole batch with its TTL: a pipeline of N SETs costs N command
@@ -269,17 +282,36 @@ class RedisCache(PredictionCache):
         self._set_batch = self.bulk.register_script(_SET_BATCH_LUA)
         self._bypass_until = 0.0
         self._log = RateLimitedLog(logger)
+        # The shared default-model record is read every second: its failures get their own
+        # limit, so they never hide the cache's own error line.
+        self._shared_log = RateLimitedLog(logger)
+        self._auth_error: type[BaseException] = redis.AuthenticationError
         self._errors = metrics.CACHE_ERRORS.labels(self.backend)
+        where = urlsplit(url)
+        logger.info(
+            "prediction cache: Redis at %s:%s db %s (TLS %s, password %s)",
+            where.hostname,
+            where.port or 6379,
+            where.path.lstrip("/") or "0",
+            "on" if tls else "off",
+            "set" if (password or where.password) else "none",
+        )
 
     def _failed(self, op: str, error: BaseException) -> None:
         self._errors.inc()
         self._bypass_until = time.monotonic() + self.backoff
         # The URL may carry a password: name the error type and message only.
+        hint = (
+            " (check the Redis password: redis_password or the URL)"
+            if isinstance(error, self._auth_error)
+            else ""
+        )
         self._log.warning(
-            "redis cache %s failed (%s: %s); serving without the cache, retrying in %.1fs",
+            "redis cache %s failed (%s: %s)%s; serving without the cache, retrying in %.1fs",
             op,
             type(error).__name__,
             error,
+            hint,
             self.backoff,
         )
 
@@ -331,7 +363,7 @@ class RedisCache(PredictionCache):
         try:
             value = await self.client.get(key)
         except Exception as e:
-            self._log.warning("redis get %s failed (%s: %s)", key, type(e).__name__, e)
+            self._shared_log.warning("redis get %s failed (%s: %s)", key, type(e).__name__, e)
             return None
         return value.decode() if isinstance(value, bytes) else value
 
@@ -340,7 +372,7 @@ class RedisCache(PredictionCache):
         try:
             await self.client.set(key, value)
         except Exception as e:
-            self._log.warning("redis set %s failed (%s: %s)", key, type(e).__name__, e)
+            self._shared_log.warning("redis set %s failed (%s: %s)", key, type(e).__name__, e)
             return False
         return True
 
@@ -467,10 +499,19 @@ def make_cache(
     timeout_seconds: float,
     backoff_seconds: float = 0.5,
     near_entries: int = 0,
+    redis_password: str | None = None,
+    redis_tls_ca_file: str | None = None,
 ) -> PredictionCache:
     """Redis (behind a near LRU of ``near_entries`` unless 0) when a URL is set, else the in-memory LRU."""
     if redis_url:
-        far = RedisCache(redis_url, ttl_seconds, timeout_seconds, backoff_seconds)
+        far = RedisCache(
+            redis_url,
+            ttl_seconds,
+            timeout_seconds,
+            backoff_seconds,
+            password=redis_password,
+            tls_ca_file=redis_tls_ca_file,
+        )
         if near_entries > 0:
             return TieredCache(MemoryLRU(near_entries, ttl_seconds), far)
         return far

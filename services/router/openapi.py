@@ -187,7 +187,7 @@ def build_openapi(routes: list[Any], models: list[str]) -> dict[str, Any]:
         if route.path.startswith("/v1/predict"):
             op["responses"]["503"] = _error("The model is unavailable (runner down or slow, load failed)")
         if route.path == "/readyz":
-            op["responses"]["503"] = _error("The default model cannot answer yet")
+            op["responses"]["503"] = _error("An inline default model is still loading in this pod")
         paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",

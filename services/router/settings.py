@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from winemeup.runtimes import MODEL_NAMES
@@ -49,10 +49,24 @@ class RouterSettings(BaseSettings):
         2.0, gt=0, description="How often runners are probed (and a down runner retried)."
     )
     model_store: Path | None = Field(
-        None, description="BentoML home holding the model store for inline models (default: BENTOML_HOME)."
+        None,
+        validation_alias=AliasChoices("WINEMEUP_ROUTER_MODEL_STORE", "BENTOML_HOME", "model_store"),
+        description="BentoML home holding the model store for inline models (default: BENTOML_HOME). "
+        "The ONNX path reads it without importing BentoML.",
+    )
+    serving_path: Literal["auto", "onnx", "framework"] = Field(
+        "auto",
+        description="Inline models: auto serves each model's ONNX artifact when it passes parity, else "
+        "its framework; onnx or framework forces one path (onnx fails the load without an artifact).",
     )
     redis_url: SecretStr | None = Field(
         None, description="Redis URL of the prediction cache; unset means the in-memory LRU cache."
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (AUTH), for a URL that carries none; never logged."
+    )
+    redis_tls_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies a rediss:// server (default: the system CAs)."
     )
     redis_timeout_seconds: float = Field(
         0.05, gt=0, description="Deadline of one Redis command; slower counts as a cache error."
