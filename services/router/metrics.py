@@ -94,6 +94,19 @@ DEFAULT_MODEL = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+MODEL_SERVING_PATH = Gauge(
+    "winemeup_router_model_serving_path",
+    "1 for the path that serves the model (onnx: its accelerated artifact; framework: the library).",
+    ["model", "placement", "path"],
+    registry=REGISTRY,
+)
+ACCELERATED_FALLBACKS = Counter(
+    "winemeup_router_accelerated_fallbacks_total",
+    "Loads of a model that fell back to its framework because the ONNX artifact was missing, "
+    "corrupt or failed parity.",
+    ["model", "placement"],
+    registry=REGISTRY,
+)
 BATCH_ROWS = Histogram(
     "winemeup_router_batch_rows",
     "Instances per /v1/predict/batch request.",
@@ -118,6 +131,12 @@ def set_default_model(default: str, models: list[str]) -> None:
     """Mark ``default`` with 1 and every other model with 0."""
     for name in models:
         DEFAULT_MODEL.labels(name).set(1.0 if name == default else 0.0)
+
+
+def set_serving_path(model: str, placement: str, path: str) -> None:
+    """Mark the path that serves ``model`` with 1 and the other with 0."""
+    for candidate in ("onnx", "framework"):
+        MODEL_SERVING_PATH.labels(model, placement, candidate).set(1.0 if candidate == path else 0.0)
 
 
 def exposition() -> bytes:

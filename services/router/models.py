@@ -50,6 +50,7 @@ class ServedModel(ABC):
         self.metadata: dict[str, Any] = {}
         self.labels: dict[str, str] = {}
         self.keys: KeyMaker | None = None
+        self.serving: dict[str, Any] = {}
         self._ready_gauge = metrics.MODEL_READY.labels(name, self.placement)
         self._ready_gauge.set(0)
 
@@ -80,6 +81,22 @@ class ServedModel(ABC):
         self.labels = labels
         self.metadata = metadata
 
+    def _set_serving(self, serving: dict[str, Any]) -> None:
+        """Record which path serves the model (onnx | framework); count falling back to the framework."""
+        path = str(serving.get("path") or "framework")
+        if serving == self.serving:
+            return
+        self.serving = dict(serving)
+        metrics.set_serving_path(self.name, self.placement, path)
+        reason = str(serving.get("reason", ""))
+        if path == "framework" and reason != "framework path requested":
+            metrics.ACCELERATED_FALLBACKS.labels(self.name, self.placement).inc()
+            logger.warning(
+                "model %s (%s): served by its framework, not ONNX: %s", self.name, self.placement, reason
+            )
+        else:
+            logger.info("model %s (%s): served by %s", self.name, self.placement, path)
+
     @abstractmethod
     async def ensure_ready(self) -> KeyMaker:
         """Wait until the model can answer and return its key maker; raise ModelUnavailable."""
@@ -104,6 +121,7 @@ class ServedModel(ABC):
             "placement": self.placement,
             "status": self.status,
             "metrics": metrics_ if isinstance(metrics_, dict) else {},
+            "serving": self.serving,
         }
         if self.reason:
             entry["reason"] = self.reason
@@ -169,6 +187,7 @@ class InlineModel(ServedModel):
         info = runtime.info
         self.runtime = runtime
         self._set_identity(info.version, info.framework, dict(info.labels), dict(info.metadata))
+        self._set_serving(dict(getattr(info, "serving", {}) or {"path": "framework"}))
         metrics.MODEL_LOAD_SECONDS.labels(self.name).set(seconds)
         logger.info(
             "loaded model %s:%s (%s) in %.2fs; one-row predict %.0f µs, %s",
@@ -421,6 +440,9 @@ class RunnerModel(ServedModel):
                 meta.get("framework"),
                 dict(meta.get("labels") or {}),
                 dict(meta.get("metadata") or {}),
+            )
+            self._set_serving(
+                dict(meta.get("serving") or {"path": "framework", "reason": "runner did not say"})
             )
             self._set_status(READY)
         except RunnerUnreachable as e:

@@ -72,6 +72,11 @@ class MetadataResponse(BaseModel):
     framework: str
     labels: dict[str, str]
     metadata: dict[str, Any] = Field(description="Training metadata, including its `metrics`.")
+    serving: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How the model is served: `path` onnx (with its parity report) or framework "
+        "(with the reason).",
+    )
 
 
 def _error_response(error: RunnerError) -> JSONResponse:
@@ -94,7 +99,7 @@ class ModelRunner:
     def __init__(self) -> None:
         self.server = ModelServer(
             settings.model,
-            lambda: load_runtime(settings.model, settings.version),
+            lambda: load_runtime(settings.model, settings.version, path=settings.serving_path),
             batch_max_rows=settings.batch_max_rows,
         )
         self.server.load_in_background()

@@ -11,6 +11,8 @@ service module is imported, unlike a bento's ``envs``), and a deployment's
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -25,6 +27,11 @@ class RunnerSettings(BaseSettings):
 
     model: str = Field(description="Name of the model to serve (one of the seven families).")
     version: str | None = Field(None, description="Model store version to serve; unset means latest.")
+    serving_path: Literal["auto", "onnx", "framework"] = Field(
+        "auto",
+        description="auto serves the model's ONNX artifact when it passes parity, else its framework; "
+        "onnx or framework forces one path (onnx fails the load without a passing artifact).",
+    )
     batch_max_rows: int = Field(10_000, gt=0, description="Most rows one batch call may carry.")
     workers: int = Field(1, gt=0, description="BentoML worker processes (each loads the model).")
     request_timeout_seconds: float = Field(

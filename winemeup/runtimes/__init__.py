@@ -14,7 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from winemeup.runtimes.accelerated import FRAMEWORK, ONNX, AcceleratedUnavailable, load_accelerated
+from winemeup.runtimes.accelerated import (
+    FRAMEWORK,
+    ONNX,
+    AcceleratedUnavailable,
+    SizeDispatchRuntime,
+    load_accelerated,
+)
 from winemeup.runtimes.base import ModelInfo, ModelRuntime
 from winemeup.runtimes.store import ModelNotInStoreError, StoreEntry, read_entry
 
@@ -112,6 +118,7 @@ def load_runtime(
             reason = str(e)
             logger.warning("model %s: serving with %s, not ONNX: %s", entry.tag, framework, reason)
         else:
+            runtime = _with_large_batches(entry, framework, runtime, batch_threads)
             parity = runtime.info.serving["parity"]
             logger.info(
                 "model %s: serving ONNX artifact (parity over %d rows: largest difference %.2g, "
@@ -127,9 +134,39 @@ def load_runtime(
     return runtime
 
 
+def _with_large_batches(
+    entry: StoreEntry, framework: str, runtime: ModelRuntime, batch_threads: int
+) -> ModelRuntime:
+    """Hand batches from the measured crossover on to the framework, where it is installed."""
+    crossover = runtime.info.serving.get("crossover_rows")
+    if crossover is None:
+        return runtime
+    try:
+        large = load_framework(entry, framework, batch_threads)
+    except ImportError as e:
+        logger.info(
+            "model %s: %s is faster from %d rows but not installed (%s): ONNX serves every size",
+            entry.tag,
+            framework,
+            crossover,
+            e,
+        )
+        return runtime
+    logger.info(
+        "model %s: batches of %d rows or more go to %s (faster there)", entry.tag, crossover, framework
+    )
+    return SizeDispatchRuntime(runtime, large, int(crossover))
+
+
 def load_framework(entry: StoreEntry, framework: str, batch_threads: int = 1) -> ModelRuntime:
-    """The framework runtime of a store entry (imports BentoML and the framework)."""
-    return runtime_class(framework).load(stored_model(entry.name, entry.version), batch_threads)
+    """The framework runtime of a store entry (imports BentoML and the framework).
+
+    Loaded from the entry's own directory, so both paths read the same store whatever
+    BentoML's home in this process is.
+    """
+    import bentoml
+
+    return runtime_class(framework).load(bentoml.Model.from_path(str(entry.path)), batch_threads)
 
 
 __all__ = [

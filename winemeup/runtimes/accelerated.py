@@ -217,7 +217,51 @@ def _training_report(directory: Path) -> dict[str, Any]:
         report = json.loads((directory / REPORT_FILE).read_text())
     except (OSError, ValueError):
         return {}
-    return {key: report[key] for key in ("converter", "input_type", "timings") if key in report}
+    out = {key: report[key] for key in ("converter", "input_type", "timings") if key in report}
+    crossover = crossover_rows(report.get("timings") or [])
+    if crossover is not None:
+        out["crossover_rows"] = crossover
+    return out
+
+
+def crossover_rows(timings: list[dict[str, Any]]) -> int | None:
+    """The smallest timed batch size from which the framework was faster at every larger size.
+
+    ``timings``: what training measured per batch size (``rows``, ``framework_seconds``,
+    ``onnx_seconds``). ``None`` when ONNX was at least as fast at the largest size.
+    """
+    crossover = None
+    for timing in sorted(timings, key=lambda t: t["rows"], reverse=True):
+        if timing["framework_seconds"] < timing["onnx_seconds"]:
+            crossover = int(timing["rows"])
+        else:
+            break
+    return crossover
+
+
+class SizeDispatchRuntime(ModelRuntime):
+    """ONNX for batches below ``crossover_rows``, the framework from there on.
+
+    Measured at training time: CatBoost's own predict evaluates its oblivious trees many rows
+    at a time and overtakes ONNX Runtime's generic tree walker from a few hundred rows, while
+    ONNX is about ten times faster for one row.
+    """
+
+    serving_path = ONNX
+
+    def __init__(self, accelerated: ModelRuntime, framework: ModelRuntime, crossover: int):
+        super().__init__(accelerated.model, accelerated.info, accelerated.batch_threads)
+        self.accelerated = accelerated
+        self.framework_runtime = framework
+        self.crossover = crossover
+
+    @classmethod
+    def _load_model(cls, stored: Any) -> Any:  # pragma: no cover - built from two loaded runtimes
+        raise NotImplementedError
+
+    def _predict(self, rows: np.ndarray) -> Any:
+        runtime = self.framework_runtime if rows.shape[0] >= self.crossover else self.accelerated
+        return runtime._predict(rows)
 
 
 def write_artifact(directory: Path, onnx_model: bytes, rows: np.ndarray, scores: np.ndarray) -> None:

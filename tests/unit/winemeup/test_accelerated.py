@@ -1,0 +1,172 @@
+"""The accelerated (ONNX) path of every model: parity with the framework, and safe fallback.
+
+Parity is checked here independently of the reference training stored: the framework's own
+runtime and the ONNX runtime both score every row of the real data set, loaded from the CSV
+files, and must agree within the tolerance with no grade flipped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data import load_wine_data
+from winemeup.runtimes import (
+    MODEL_NAMES,
+    AcceleratedUnavailable,
+    load_runtime,
+    read_entry,
+)
+from winemeup.runtimes.accelerated import (
+    ARTIFACT_DIR,
+    ONNX_FILE,
+    PARITY_MAX_ABS_DIFF,
+    REFERENCE_FILE,
+    REPORT_FILE,
+    compare,
+    crossover_rows,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wine_rows(data_dir: Path) -> np.ndarray:
+    data = load_wine_data(data_dir, "", timeout=1.0, verify=True)
+    return np.ascontiguousarray(data.X, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_onnx_artifact_matches_the_framework_on_the_whole_data_set(
+    name: str, model_store: Path, wine_rows: np.ndarray
+) -> None:
+    accelerated = load_runtime(name, path="onnx", store=model_store)
+    framework = load_runtime(name, path="framework", store=model_store)
+
+    assert accelerated.info.serving_path == "onnx"
+    assert framework.info.serving_path == "framework"
+    assert accelerated.info.version == framework.info.version
+    report = compare(framework.predict(wine_rows), accelerated.predict(wine_rows))
+    assert report.rows == len(wine_rows) == 6497
+    assert report.max_abs_diff <= PARITY_MAX_ABS_DIFF, report
+    assert report.grade_flips == 0, report
+    # What the load-time check measured is reported with the model.
+    parity = accelerated.info.serving["parity"]
+    assert parity["passed"] is True and parity["rows"] == 6497
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_recorded_parity_and_timings(name: str, model_store: Path) -> None:
+    entry = read_entry(model_store, name)
+    report = json.loads((entry.path / ARTIFACT_DIR / REPORT_FILE).read_text())
+    assert report["parity"]["passed"] is True
+    assert report["parity"]["grade_flips"] == 0
+    assert {t["rows"] for t in report["timings"]} >= {1, 1000}
+    assert report["converter"]
+
+
+def test_auto_serves_onnx_when_the_artifact_passes(model_store: Path) -> None:
+    runtime = load_runtime("extra_trees", store=model_store)
+    assert runtime.info.serving_path == "onnx"
+    assert "bentoml" not in type(runtime).__module__
+
+
+def _copy_model(model_store: Path, name: str, tmp_path: Path) -> Path:
+    """A private store holding one model (tests must not write into the shared store)."""
+    entry = read_entry(model_store, name)
+    home = tmp_path / "store"
+    target = home / "models" / name
+    target.mkdir(parents=True)
+    shutil.copytree(entry.path, target / entry.version)
+    (target / "latest").write_text(entry.version)
+    return home
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("truncate", "unreadable"),
+        ("delete", "is missing"),
+        ("garbage", "unreadable"),
+        ("off_by_a_grade", "fails parity"),
+    ],
+)
+def test_a_damaged_artifact_falls_back_to_the_framework(
+    damage: str,
+    reason: str,
+    model_store: Path,
+    tmp_path: Path,
+    wine_rows: np.ndarray,
+) -> None:
+    home = _copy_model(model_store, "hist_gradient_boosting", tmp_path)
+    artifact = read_entry(home, "hist_gradient_boosting").path / ARTIFACT_DIR
+    model_file = artifact / ONNX_FILE
+    if damage == "truncate":
+        model_file.write_bytes(model_file.read_bytes()[:1000])
+    elif damage == "delete":
+        model_file.unlink()
+    elif damage == "garbage":
+        model_file.write_bytes(b"\x00not an onnx model" * 100)
+    else:
+        # An artifact whose scores are a whole grade off: what a float32 path near a threshold does.
+        with np.load(artifact / REFERENCE_FILE) as ref:
+            rows, scores = ref["rows"], ref["scores"].copy()
+        scores[::50] += 1.0
+        np.savez_compressed(artifact / REFERENCE_FILE, rows=rows, scores=scores)
+
+    runtime = load_runtime("hist_gradient_boosting", store=home)
+
+    assert runtime.info.serving_path == "framework"
+    assert reason in runtime.info.serving["reason"]
+    # Served, and correctly: the framework answers.
+    expected = load_runtime("hist_gradient_boosting", path="framework", store=model_store).predict(
+        wine_rows[:300]
+    )
+    np.testing.assert_array_equal(runtime.predict(wine_rows[:300]), expected)
+    with pytest.raises(AcceleratedUnavailable, match=reason):
+        load_runtime("hist_gradient_boosting", path="onnx", store=home)
+
+
+def test_crossover_is_where_the_framework_stays_faster() -> None:
+    def timing(rows: int, framework: float, onnx: float) -> dict[str, float]:
+        return {"rows": rows, "framework_seconds": framework, "onnx_seconds": onnx}
+
+    assert crossover_rows([timing(1, 2.0, 1.0), timing(1000, 9.0, 10.0)]) == 1000
+    assert crossover_rows([timing(1, 2.0, 1.0), timing(100, 1.0, 2.0), timing(1000, 1.0, 9.0)]) == 100
+    # Faster at 100 but not at 1,000: no crossover (the largest size decides).
+    assert crossover_rows([timing(100, 1.0, 2.0), timing(1000, 3.0, 2.0)]) is None
+    assert crossover_rows([]) is None
+
+
+def test_size_dispatch_sends_large_batches_to_the_framework(model_store: Path, tmp_path: Path) -> None:
+    home = _copy_model(model_store, "catboost", tmp_path)
+    artifact = read_entry(home, "catboost").path / ARTIFACT_DIR
+    report = json.loads((artifact / REPORT_FILE).read_text())
+    report["timings"] = [
+        {"rows": 1, "framework_seconds": 2e-4, "onnx_seconds": 2e-5},
+        {"rows": 100, "framework_seconds": 5e-4, "onnx_seconds": 2e-3},
+    ]
+    (artifact / REPORT_FILE).write_text(json.dumps(report))
+
+    runtime = load_runtime("catboost", store=home)
+
+    assert runtime.info.serving["crossover_rows"] == 100
+    calls: list[str] = []
+    accelerated, framework = runtime.accelerated, runtime.framework_runtime  # type: ignore[attr-defined]
+    for label, part in (("onnx", accelerated), ("framework", framework)):
+        inner = part._predict
+        part._predict = lambda rows, inner=inner, label=label: calls.append(label) or inner(rows)
+    rows = np.ascontiguousarray(np.resize(read_entry_rows(home), (150, 12)))
+    runtime.predict(rows[:99])
+    runtime.predict(rows[:100])
+    assert calls == ["onnx", "framework"]
+
+
+def read_entry_rows(home: Path) -> np.ndarray:
+    entry = read_entry(home, "catboost")
+    with np.load(entry.path / ARTIFACT_DIR / REFERENCE_FILE) as ref:
+        return np.asarray(ref["rows"])
