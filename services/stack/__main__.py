@@ -55,6 +55,10 @@ def summary(stack: LocalStack) -> str:
         "Try:",
         f"  {stack.curl_example()}",
         "",
+        f"A component that dies is restarted after {stack.settings.restart_backoff_seconds:g} s, "
+        f"then twice as long each time in a row, up to {stack.settings.restart_backoff_max_seconds:g} s."
+        if stack.supervisor is not None
+        else "A component that dies stays down (WINEMEUP_STACK_RESTART=false).",
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
@@ -83,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         print(summary(stack), flush=True)
         while True:
-            for name in stack.dead():
-                if name not in reported:
-                    reported.add(name)
-                    logger.warning("%s exited; see %s/%s.log", name, stack.logs_dir, name)
-            time.sleep(1.0)
+            stack.supervise()  # restarts what died, with back-off, and logs it
+            if stack.supervisor is None:
+                for name in stack.dead():
+                    if name not in reported:
+                        reported.add(name)
+                        logger.warning("%s exited; see %s/%s.log", name, stack.logs_dir, name)
+            time.sleep(0.5)
     except Shutdown as e:
         logger.info("%s received: stopping", e)
         return 0

@@ -35,6 +35,7 @@ from services.stack.processes import (
     streamlit_argv,
 )
 from services.stack.settings import StackSettings
+from services.stack.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class LocalStack:
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     started_order: list[ManagedProcess] = field(default_factory=list)
     claimed_run_dir: bool = False
+    supervisor: Supervisor | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -208,6 +210,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         """Train if needed, then start every component and wait for each; stop all on failure."""
+        s = self.settings
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         reap_leftovers(self.run_dir)
         self.claimed_run_dir = True
@@ -228,7 +231,24 @@ class LocalStack:
             self.stop()
             raise
         self._write_state()
+        if s.restart:
+            self.supervisor = Supervisor(
+                self.processes,
+                initial=s.restart_backoff_seconds,
+                cap=s.restart_backoff_max_seconds,
+                reset_after=s.restart_backoff_reset_seconds,
+                on_change=self._restarted,
+            )
         return self
+
+    def supervise(self) -> None:
+        """Restart the components that died, after their back-off (call about once a second)."""
+        if self.supervisor is not None:
+            self.supervisor.tick()
+
+    def _restarted(self) -> None:
+        self._record_processes()
+        self._write_state()
 
     def _check_ports(self) -> None:
         s = self.settings

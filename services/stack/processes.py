@@ -153,6 +153,12 @@ class ManagedProcess:
             f"(log {self.log_path}):\n{self.log_tail()}"
         )
 
+    def probe(self) -> bool:
+        """Whether the readiness probe passes now (True when there is none and the child runs)."""
+        if self.ready_url is None and self.ready_check is None:
+            return self.alive
+        return self._probe()
+
     def _probe(self) -> bool:
         if self.ready_check is not None:
             return self.ready_check()

@@ -82,6 +82,18 @@ class StackSettings(BaseSettings):
     )
     ready_timeout_seconds: float = Field(180.0, gt=0, description="Longest wait for a component to be ready.")
     stop_timeout_seconds: float = Field(10.0, gt=0, description="Grace period after SIGTERM before SIGKILL.")
+    restart: bool = Field(
+        True, description="Restart a component whose process exits, with back-off (like CrashLoopBackOff)."
+    )
+    restart_backoff_seconds: float = Field(
+        1.0, gt=0, description="Delay before the first restart; it doubles with each restart in a row."
+    )
+    restart_backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Longest delay between restarts (the kubelet's is 300 s)."
+    )
+    restart_backoff_reset_seconds: float = Field(
+        120.0, gt=0, description="Seconds a restarted component must run before the delay starts over."
+    )
     log_level: str = Field("info", description="Log level of the launcher and the router.")
 
     @field_validator("models", mode="before")
