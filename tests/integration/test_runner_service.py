@@ -141,6 +141,9 @@ def test_metadata_carries_training_metrics(
         assert body["version"] == expected[model]["version"]
         assert body["framework"] == body["labels"]["framework"]
         assert isinstance(body["metadata"].get("metrics"), dict) and body["metadata"]["metrics"]
+        # Served from the ONNX artifact, with the parity the runner measured at load.
+        assert body["serving"]["path"] == "onnx", body["serving"]
+        assert body["serving"]["parity"]["passed"] is True
 
 
 BAD_ROWS = [
