@@ -25,27 +25,34 @@ help: ## List the targets with a one-line description each
 
 # ---- set-up ---------------------------------------------------------------------------------
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements/dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.12)")'
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --quiet --upgrade pip "setuptools>=70.1" wheel
-	$(BIN)/python -m pip install --quiet --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --quiet -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 .PHONY: venv
-venv: $(STAMP) ## Create the virtual environment and install the pinned Python packages
+venv: $(STAMP) ## Create the virtual environment and install the pinned dev set (requirements/dev.lock)
 
 .PHONY: system-packages
-system-packages: ## Install missing Debian packages (redis-server, prometheus, wrk, chromium)
+system-packages: ## Install missing Debian packages (redis-server, prometheus, wrk, chromium, unzip)
 	@bash scripts/install-system-packages.sh
 
+.PHONY: stack-packages
+stack-packages: ## Install only the Debian packages the local stack uses (redis-server, prometheus)
+	@bash scripts/install-system-packages.sh redis-server prometheus
+
 .PHONY: k8s-tools
-k8s-tools: ## Install helm, kubectl and checkov into .tools/ and .venv-checkov/
+k8s-tools: ## Link helm and kubectl from PATH or install them into .tools/; checkov into .venv-checkov/
 	@bash scripts/install-k8s-tools.sh
 
+.PHONY: run-setup
+run-setup: venv stack-packages ## Install only what `make run` uses: the venv, redis-server and prometheus
+
 .PHONY: setup
-setup: venv system-packages k8s-tools ## Install everything the project needs (idempotent)
+setup: venv system-packages k8s-tools ## Install everything the project needs, chart tools included (idempotent)
 
 .PHONY: data
 data: venv ## Download and verify the UCI Wine Quality data (skipped when present and valid)
@@ -62,11 +69,11 @@ train-fast: venv ## Train the seven models quickly (few trials, one CV repeat)
 	$(BIN)/python -m training train --fast
 
 .PHONY: run
-run: setup ## Start the local stack: train if needed, runners, Redis, router :8000, UI :8501, Prometheus :9090
+run: run-setup ## Start the local stack: train if needed, runners, Redis, router :8000, UI :8501, Prometheus :9090
 	$(BIN)/python -m services.stack
 
 .PHONY: run-inline
-run-inline: setup ## Start the stack with every model inline in the router (no runner processes)
+run-inline: run-setup ## Start the stack with every model inline in the router (no runner processes)
 	WINEMEUP_STACK_PLACEMENT=inline $(BIN)/python -m services.stack
 
 .PHONY: bentos
@@ -74,7 +81,7 @@ bentos: venv ## Build the seven runner bentos (winemeup-runner-<model>) from the
 	bash bentos/build.sh
 
 .PHONY: bench
-bench: setup ## Benchmark the router against the FastAPI and BentoML-depends baselines (trains if needed)
+bench: venv system-packages ## Benchmark the router against the FastAPI and BentoML-depends baselines (trains if needed)
 	@[ -d "$(BENTOML_HOME)/models/lightgbm" ] || $(BIN)/python -m training train
 	WINEMEUP_BENCH_MODEL_STORE="$(BENTOML_HOME)" $(BIN)/python -m benchmarks
 
@@ -89,15 +96,15 @@ test-unit: venv ## Run the unit tests only
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: setup ## Run the integration tests (real runners, Redis, router)
+test-integration: venv system-packages ## Run the integration tests (real runners, Redis, router)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: test-router
-test-router: setup ## Run the router's unit and integration tests
+test-router: venv system-packages ## Run the router's unit and integration tests
 	$(BIN)/python -m pytest tests/unit/router tests/integration/test_router_*.py $(PYTEST_ARGS)
 
 .PHONY: test-ui
-test-ui: setup ## Run the UI tests (Streamlit AppTest and headless Chromium)
+test-ui: venv system-packages ## Run the UI tests (Streamlit AppTest and headless Chromium)
 	$(BIN)/python -m pytest tests/ui $(PYTEST_ARGS)
 
 .PHONY: test-chart
@@ -111,8 +118,14 @@ lint: venv ## Lint and check formatting with ruff, type-check with mypy
 	$(BIN)/mypy winemeup training services ui benchmarks
 
 .PHONY: lock
-lock: venv ## Re-pin requirements.lock from the virtual environment (after adding a dependency)
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+lock: venv ## Re-pin requirements/*.lock from the requirements/*.in files (after changing a dependency)
+	bash requirements/compile.sh
+
+.PHONY: env-sizes
+env-sizes: venv ## Build a fresh venv from each lock, check its imports, write the sizes to docs/env-sizes.md (slow)
+	bash scripts/env-sizes.sh > docs/env-sizes.md.tmp
+	mv docs/env-sizes.md.tmp docs/env-sizes.md
+	cat docs/env-sizes.md
 
 .PHONY: format
 format: venv ## Format the code with ruff

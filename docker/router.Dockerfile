@@ -1,25 +1,38 @@
 # syntax=docker/dockerfile:1.7
 # The router image, in two flavours (build context: the repository root):
-#   --target router          the routing service only; every model lives in a runner
-#   --target router-models   the same plus the model store baked in, for models placed
-#                            inline (the chart switches to it when a model is inline)
+#   --target router          the routing service only, from requirements/router.lock: the
+#                            accelerated (ONNX) path, no BentoML and no ML framework. Every
+#                            model lives in a runner.
+#   --target router-models   the router plus the model store baked in, for models placed
+#                            inline (the chart switches to it when a model is inline), from
+#                            requirements/router-models.lock: the ONNX artifact serves, and
+#                            BentoML with LightGBM, xgboost-cpu, CatBoost and scikit-learn are
+#                            the fallback when an artifact is missing or fails its parity check.
 # The model store enters as exported BentoML models in build/model-store/<model>.bentomodel
 # (k8s/build-images.sh exports them with `bentoml models export`).
 #
 #   docker build -f docker/router.Dockerfile --target router -t winemeup-router:0.1.0 .
 #   docker build -f docker/router.Dockerfile --target router-models -t winemeup-router-models:0.1.0 .
+#
+# The base image is Python 3.11 because the locks are resolved on 3.11 (requirements/compile.sh).
 
-ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- dependencies: the pinned lock into a virtual environment ----------------------------------
+# ---- dependencies: each flavour's own lock into a virtual environment ---------------------------
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
-COPY requirements.lock /tmp/requirements.lock
-RUN /opt/venv/bin/pip install --requirement /tmp/requirements.lock
+COPY requirements/router.lock /tmp/requirements.lock
+RUN /opt/venv/bin/pip install --no-deps --requirement /tmp/requirements.lock
+
+FROM ${PYTHON_IMAGE} AS deps-models
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+COPY requirements/router-models.lock /tmp/requirements.lock
+RUN /opt/venv/bin/pip install --no-deps --requirement /tmp/requirements.lock
 
 # ---- models: exported models imported into a BentoML model store ------------------------------
-FROM deps AS models
+FROM deps-models AS models
 ARG MODELS="lightgbm xgboost catboost random_forest extra_trees hist_gradient_boosting svr"
 ENV BENTOML_HOME=/opt/winemeup/bentoml BENTOML_DO_NOT_TRACK=True
 COPY build/model-store/ /tmp/model-store/
@@ -30,42 +43,57 @@ RUN set -eu; archives=""; for model in ${MODELS}; do \
     done; \
     import-models.sh /opt/venv/bin/bentoml $archives
 
-# ---- runtime: non-root, read-only friendly -----------------------------------------------------
+# ---- runtime: non-root, read-only friendly (no virtual environment yet) -------------------------
 FROM ${PYTHON_IMAGE} AS runtime
-# libgomp1: OpenMP runtime LightGBM and XGBoost link against (not in the slim image).
-RUN apt-get update \
-    && apt-get install --yes --no-install-recommends libgomp1 \
-    && rm -rf /var/lib/apt/lists/* \
-    && groupadd --gid 10001 winemeup \
+RUN groupadd --gid 10001 winemeup \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin winemeup \
-    # BentoML creates these under BENTOML_HOME when missing: create them now, because the root
-    # filesystem is read-only in the cluster (tmp and prometheus_multiproc_dir get emptyDirs).
+    # The router reads the model store under BENTOML_HOME, and BentoML (in router-models)
+    # creates these when missing: create them now, because the root filesystem is read-only in
+    # the cluster (tmp and prometheus_multiproc_dir get emptyDirs).
     && mkdir -p /opt/winemeup/bentoml/models /opt/winemeup/bentoml/bentos /opt/winemeup/bentoml/envs \
                 /opt/winemeup/bentoml/tmp /opt/winemeup/bentoml/prometheus_multiproc_dir
-COPY --from=deps /opt/venv /opt/venv
+# For the chart's model-fetch init container. It runs `bentoml models import`, which this
+# image has only in the router-models flavour: with the plain router it needs a BentoML binary
+# from elsewhere.
+COPY docker/import-models.sh /usr/local/bin/import-models.sh
 WORKDIR /app
-# Code belongs to root (read-only for the app user); skaffold's dev profile builds with
-# APP_OWNER=10001 so that it can sync changed sources into a running container.
-ARG APP_OWNER=0
-COPY --chown=${APP_OWNER}:${APP_OWNER} winemeup/ /app/winemeup/
-COPY --chown=${APP_OWNER}:${APP_OWNER} services/ /app/services/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     BENTOML_HOME=/opt/winemeup/bentoml \
-    BENTOML_DO_NOT_TRACK=True
-USER 10001:10001
+    BENTOML_DO_NOT_TRACK=True \
+    WINEMEUP_ROUTER_HOST=0.0.0.0 \
+    WINEMEUP_ROUTER_PORT=8000
 
 # ---- router ------------------------------------------------------------------------------------
 FROM runtime AS router
-ENV WINEMEUP_ROUTER_HOST=0.0.0.0 WINEMEUP_ROUTER_PORT=8000
+COPY --from=deps /opt/venv /opt/venv
+# Code belongs to root (read-only for the app user); skaffold's dev profile builds with
+# APP_OWNER=10001 so that it can sync changed sources into a running container.
+ARG APP_OWNER=0
+COPY --chown=${APP_OWNER}:${APP_OWNER} winemeup/ /app/winemeup/
+COPY --chown=${APP_OWNER}:${APP_OWNER} services/ /app/services/
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 CMD ["python", "-m", "services.router"]
 
 # ---- router with the model store baked in --------------------------------------------------------
-FROM router AS router-models
+FROM runtime AS router-models
+# libgomp1: the OpenMP runtime LightGBM links against (not in the slim image), for the
+# framework fallback.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=deps-models /opt/venv /opt/venv
+ARG APP_OWNER=0
+COPY --chown=${APP_OWNER}:${APP_OWNER} winemeup/ /app/winemeup/
+COPY --chown=${APP_OWNER}:${APP_OWNER} services/ /app/services/
 COPY --from=models --chown=0:0 /opt/winemeup/bentoml/models/ /opt/winemeup/bentoml/models/
 ENV WINEMEUP_ROUTER_MODEL_STORE=/opt/winemeup/bentoml
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+CMD ["python", "-m", "services.router"]

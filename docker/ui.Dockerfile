@@ -3,16 +3,19 @@
 #
 #   docker build -f docker/ui.Dockerfile -t winemeup-ui:0.1.0 .
 #
-# It installs the same pinned requirements.lock as the router (one lock for the project);
-# the UI imports the feature schema from winemeup/ and nothing from the model libraries.
+# It installs requirements/ui.lock only: Streamlit, httpx and pydantic-settings with their
+# dependencies, and no ML library. The UI talks to the router over HTTP and imports from
+# winemeup/ only the feature schema and the model names (winemeup.runtimes imports a framework
+# only when a model is loaded, which the UI never does).
+# The base image is Python 3.11 because the locks are resolved on 3.11 (requirements/compile.sh).
 
-ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
-COPY requirements.lock /tmp/requirements.lock
-RUN /opt/venv/bin/pip install --requirement /tmp/requirements.lock
+COPY requirements/ui.lock /tmp/requirements.lock
+RUN /opt/venv/bin/pip install --no-deps --requirement /tmp/requirements.lock
 
 FROM ${PYTHON_IMAGE} AS ui
 RUN groupadd --gid 10001 winemeup \
