@@ -5,7 +5,7 @@ and a framework's request/response objects, routing and middleware would cost mo
 the work itself. This adapter reads the body, checks the key, calls the pure parts
 (:mod:`~services.router.validation`, :mod:`~services.router.predictor`) and writes JSON
 with orjson. Every error is a :class:`~services.router.errors.RouterError` turned into one
-JSON body shape by one handler (:meth:`Router._respond_error`).
+JSON body shape by one handler (the ``except RouterError`` of :meth:`Router._http`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from services.router.errors import (
     RouteNotFound,
     RouterError,
     UnknownModel,
+    UnsupportedContentEncoding,
     UnsupportedMediaType,
 )
 from services.router.models import READY, InlineModel, RunnerClient, RunnerModel, ServedModel
@@ -333,6 +334,12 @@ class Router:
         if media != JSON:
             shown = media.decode(errors="replace") or "none"
             raise UnsupportedMediaType(f"send the body as application/json (got content type {shown})")
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding not in (b"identity", b""):
+            shown = encoding.decode(errors="replace")
+            raise UnsupportedContentEncoding(
+                f"Content-Encoding {shown} is not supported: send the JSON body uncompressed"
+            )
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise PayloadTooLarge(f"the body has {int(length)} bytes; at most {self._max_body} are accepted")

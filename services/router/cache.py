@@ -5,7 +5,7 @@ packed as float64s, so a hot swap or a new model version can never serve a stale
 Values are the score packed as one float64.
 
 Neither backend ever fails a request: an error or a timeout is counted, logged (at most
-once per ``log_interval`` seconds) and answered as "not cached". After a Redis error the
+once per ``RateLimitedLog.interval`` seconds) and answered as "not cached". After a Redis error the
 cache is bypassed for a short back-off, then retried, so Redis coming back is picked up
 without a restart.
 """
@@ -60,12 +60,6 @@ class KeyMaker:
         """The key of one model-input row."""
         h = self._seed.copy()
         h.update(_ROW.pack(*row))
-        return KEY_PREFIX + h.digest()
-
-    def key_of_bytes(self, packed: bytes | memoryview) -> bytes:
-        """The key of one row already packed as little-endian float64s."""
-        h = self._seed.copy()
-        h.update(packed)
         return KEY_PREFIX + h.digest()
 
     def keys(self, matrix: np.ndarray) -> list[bytes]:
@@ -445,8 +439,9 @@ T = TypeVar("T")
 class SingleFlight(Generic[T]):
     """Concurrent computations of the same key share one call.
 
-    ``leader(key)`` returns None when the caller should compute the key itself (and then
-    ``resolve``/``reject`` it), or the future of the computation already in flight.
+    ``run(key, compute)`` does it all. A caller driving the steps itself asks
+    ``waiter(key)`` for the computation already in flight; when there is none it ``claim``s
+    the key, computes, then ``resolve``s or ``reject``s it.
     """
 
     def __init__(self) -> None:

@@ -124,6 +124,14 @@ class UnsupportedMediaType(RouterError):
     code = "unsupported_media_type"
 
 
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """The body is compressed (``Content-Encoding``); the router reads only plain bodies."""
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        # RFC 7694: a 415 caused by the content coding names the codings the server accepts.
+        return [(b"accept-encoding", b"identity")]
+
+
 class ModelUnavailable(RouterError):
     """The model exists but cannot answer now (runner down or slow, load failed)."""
 

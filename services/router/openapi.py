@@ -175,7 +175,7 @@ def build_openapi(routes: list[Any], models: list[str]) -> dict[str, Any]:
             }
             op["responses"]["400"] = _error("Malformed body: empty, not JSON, NaN or Infinity")
             op["responses"]["413"] = _error("Body too large")
-            op["responses"]["415"] = _error("Content type is not application/json")
+            op["responses"]["415"] = _error("Not application/json, or compressed (Content-Encoding)")
             op["responses"]["422"] = _error("Invalid fields; `details` names each one")
         if route.auth != "open":
             op["security"] = [{"ApiKey": []}, {"Bearer": []}]

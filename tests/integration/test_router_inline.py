@@ -263,6 +263,26 @@ def test_bad_input_is_a_4xx_naming_the_problem(
         assert ("Infinity" in error["message"]) == (b"Infinity" in body)
 
 
+def test_a_gzip_body_is_415_naming_content_encoding(inline_router: Any) -> None:
+    import gzip
+
+    plain = orjson.dumps({"features": EXAMPLE})
+    headers = {**inline_router.headers(), "Content-Type": "application/json"}
+    r = httpx.post(
+        f"{inline_router.url}/v1/predict",
+        content=gzip.compress(plain),
+        headers={**headers, "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 415, r.text
+    assert r.json()["error"]["code"] == "unsupported_media_type"
+    assert "Content-Encoding gzip" in r.json()["error"]["message"]
+    assert r.headers["accept-encoding"] == "identity"
+    same = httpx.post(
+        f"{inline_router.url}/v1/predict", content=plain, headers={**headers, "Content-Encoding": "identity"}
+    )
+    assert same.status_code == 200, same.text
+
+
 def test_oversized_body_is_413(inline_router: Any) -> None:
     big = orjson.dumps({"instances": [EXAMPLE] * 2000})
     assert len(big) > 200_000

@@ -51,3 +51,5 @@ def test_model_unavailable_names_the_model() -> None:
 def test_extra_headers() -> None:
     assert (b"allow", b"GET, PUT") in errors.MethodNotAllowed("x", ["PUT", "GET"]).headers()
     assert errors.Unauthenticated("x").headers()[0][0] == b"www-authenticate"
+    assert errors.UnsupportedContentEncoding("x").headers() == [(b"accept-encoding", b"identity")]
+    assert errors.UnsupportedContentEncoding("x").status == 415
