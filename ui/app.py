@@ -31,7 +31,7 @@ from ui.client import (
 from ui.inputs import default_wine, input_decimals, input_help, input_label, input_step
 from ui.leaderboard import build_leaderboard
 from ui.settings import UISettings
-from ui.wine_csv import CsvFormatError
+from ui.wine_csv import CsvFormatError, WineTypeChoice, choose_wine_type
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA, WINE_TYPES
 
@@ -41,6 +41,7 @@ APP_TITLE = "WineMeUp"
 PREDICTION = "prediction"
 COMPARISON = "comparison"
 BATCH = "batch_outcome"
+BATCH_WINE_TYPE = "batch_wine_type_choice"
 MODELS_CACHE = "models_cache"
 FEATURE_KEY = "feature_{}"
 GRADE_NOTE = (
@@ -325,11 +326,14 @@ def render_batch(client: RouterClient, overview: ModelsOverview | None, settings
     )
     left, right = st.columns(2)
     with left:
-        wine_type = st.radio(
-            "Wine type, when the file has no wine_type column",
+        chosen_type = st.radio(
+            "Wine type of every row, when the file has no wine_type column",
             WINE_TYPES,
+            index=None,  # no silent default: a white file scored as red looks plausible and is wrong
             horizontal=True,
             key="batch_wine_type",
+            help="Left unchosen, the type the file name says (e.g. winequality-white.csv) is used, "
+            "and the result says so.",
         )
     with right:
         names, default_index = model_options(overview)
@@ -349,20 +353,28 @@ def render_batch(client: RouterClient, overview: ModelsOverview | None, settings
         if not data or not str(data).strip():
             st.warning("Upload a file or paste CSV text first.")
         else:
+            choice = choose_wine_type(chosen_type, uploaded.name if uploaded is not None else None)
+            st.session_state[BATCH_WINE_TYPE] = choice
             try:
                 st.session_state[BATCH] = score_csv(
-                    client, data, wine_type=wine_type, model=model, chunk_rows=settings.batch_chunk_rows
+                    client,
+                    data,
+                    wine_type=choice.wine_type,
+                    model=model,
+                    chunk_rows=settings.batch_chunk_rows,
                 )
             except CsvFormatError as e:
                 st.error(f"This file cannot be read: {e}", icon="📄")
     outcome = st.session_state.get(BATCH)
     if isinstance(outcome, BatchOutcome):
-        render_batch_outcome(outcome)
+        render_batch_outcome(outcome, st.session_state.get(BATCH_WINE_TYPE))
 
 
-def render_batch_outcome(outcome: BatchOutcome) -> None:
+def render_batch_outcome(outcome: BatchOutcome, wine_type: WineTypeChoice | None = None) -> None:
     """Summary, bad rows, results, charts and the downloads of one scored file."""
     parsed = outcome.parsed
+    if not parsed.has_wine_type and wine_type is not None and wine_type.note:
+        (st.warning if wine_type.doubtful else st.info)(wine_type.note)
     total, good, bad, model, took = st.columns(5)
     total.metric("Rows read", parsed.total_rows)
     good.metric("Scored", len(outcome.scored))

@@ -7,7 +7,9 @@ Pure: no Streamlit, no HTTP. Two layouts are accepted:
 * API names (``fixed_acidity``, ``ph``), ``,``-separated.
 
 A ``wine_type`` column (``red``/``white``) is optional: without it every row gets the wine
-type the person chose for the whole file. Columns are matched through
+type the person chose for the whole file, or, when they chose none, the one its file name
+names (``winequality-white.csv``); :func:`choose_wine_type` decides and says which. Never a
+silent default: with neither, the file is refused. Columns are matched through
 :data:`winemeup.schema.SCHEMA`; unknown columns are kept for the download but not sent. Every
 bad row is reported by its row number (1 = first data row) and field; none is dropped
 silently.
@@ -24,6 +26,7 @@ from winemeup.schema import SCHEMA, TARGET, WINE_TYPES
 
 WINE_TYPE = "wine_type"
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_TYPE_IN_NAME = re.compile(r"(?<![a-z])(" + "|".join(WINE_TYPES) + r")(?![a-z])")
 
 
 class CsvFormatError(ValueError):
@@ -72,6 +75,50 @@ class ParsedCsv:
     def bad_rows(self) -> list[int]:
         """Row numbers with at least one problem, ascending."""
         return sorted({p.row for p in self.problems})
+
+
+@dataclass(frozen=True)
+class WineTypeChoice:
+    """The wine type for the rows of a file without a ``wine_type`` column, and why."""
+
+    wine_type: str | None
+    """``red``, ``white``, or None: nothing chosen and nothing in the file name."""
+    note: str
+    """What the screen says about it (empty when there is nothing to say)."""
+    doubtful: bool = False
+    """The person's choice and the file name disagree."""
+
+
+def wine_type_from_name(file_name: str | None) -> str | None:
+    """``red`` or ``white`` when a file's name says so as a word (``winequality-white.csv``,
+    ``Red wines.csv``; not ``tired.csv``); None when it names neither or both."""
+    if not file_name:
+        return None
+    found = set(_TYPE_IN_NAME.findall(file_name.rsplit("/", 1)[-1].lower()))
+    return found.pop() if len(found) == 1 else None
+
+
+def choose_wine_type(chosen: str | None, file_name: str | None) -> WineTypeChoice:
+    """The person's choice wins; without one, the type the file name says; else none."""
+    inferred = wine_type_from_name(file_name)
+    if chosen is not None:
+        if inferred is not None and inferred != chosen:
+            return WineTypeChoice(
+                chosen,
+                f"No wine_type column: every row was scored as **{chosen}**, as chosen, "
+                f"but the file name '{file_name}' says {inferred}.",
+                doubtful=True,
+            )
+        return WineTypeChoice(
+            chosen, f"No wine_type column: every row was scored as **{chosen}**, as chosen."
+        )
+    if inferred is not None:
+        return WineTypeChoice(
+            inferred,
+            f"No wine_type column: every row was scored as **{inferred}**, inferred from the file name "
+            f"'{file_name}'. Choose red or white above to score it otherwise.",
+        )
+    return WineTypeChoice(None, "")
 
 
 def decode(data: bytes | str) -> str:
@@ -184,7 +231,10 @@ def _map_columns(header: list[str], wine_type: str | None) -> dict[int, str]:
             f"(e.g. 'fixed acidity', 'pH') or the API names (e.g. fixed_acidity, ph).{hint}"
         )
     if WINE_TYPE not in seen and wine_type is None:
-        raise CsvFormatError("The file has no wine_type column: choose red or white for the whole file.")
+        raise CsvFormatError(
+            "The file has no wine_type column and its name says neither red nor white: "
+            "choose red or white for the whole file."
+        )
     return mapping
 
 

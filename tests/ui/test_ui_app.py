@@ -152,6 +152,7 @@ def test_batch_paste_reports_the_bad_row_and_scores_the_others_in_chunks(
 
     # chunks larger than the router takes: one message saying which setting to change
     at = ui_app(handle.url, handle.api_key, batch_chunk_rows=3)
+    at.radio(key="batch_wine_type").set_value("white")
     at.text_area(key="batch_text").input(UCI_HEADER + "\n" + "\n".join(rows) + "\n")
     at.button(key="score_batch").click().run()
     assert not at.exception
@@ -195,6 +196,34 @@ def test_batch_upload_of_a_uci_file(
     assert (shown["Rows read"], shown["Scored"], shown["Not scored"]) == ("40", "40", "0")
     assert shown["Model"] == "random_forest"
     assert any("mean absolute error" in m.value for m in at.markdown)  # the file has a quality column
+
+
+def test_a_file_without_wine_type_is_never_silently_red(
+    ready_router: RouterHandle, ui_app: Callable[..., AppTest], data_dir: Path
+) -> None:
+    """The white UCI file, uploaded as it is: scored as white, and the page says why."""
+    white = b"".join((data_dir / "winequality-white.csv").read_bytes().splitlines(keepends=True)[:21])
+    at = ui_app(ready_router.url, ready_router.api_key)
+    assert at.radio(key="batch_wine_type").value is None  # no default to overlook
+    at.file_uploader(key="batch_file").upload("winequality-white.csv", white, "text/csv")
+    at.run()
+    at.button(key="score_batch").click().run()
+    assert not at.exception and errors(at) == []
+    assert set(frame_with(at, "predicted_score")["wine_type"]) == {"white"}
+    assert any("inferred from the file name 'winequality-white.csv'" in i.value for i in at.info)
+
+    # Chosen red against the file's name: scored as chosen, with a warning.
+    at.radio(key="batch_wine_type").set_value("red")
+    at.button(key="score_batch").click().run()
+    assert set(frame_with(at, "predicted_score")["wine_type"]) == {"red"}
+    assert any("says white" in w.value for w in at.warning)
+
+    # Pasted text has no name: without a choice it is refused, not guessed.
+    at = ui_app(ready_router.url, ready_router.api_key)
+    at.text_area(key="batch_text").input(UCI_HEADER + "\n" + WHITE_ROWS[0] + "\n")
+    at.button(key="score_batch").click().run()
+    assert any("choose red or white" in e for e in errors(at))
+    assert "Rows read" not in metrics(at)
 
 
 def test_models_tab_shows_the_leaderboard_and_default(

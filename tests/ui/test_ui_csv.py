@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.wine_csv import CsvFormatError, column_name, parse_wine_csv
+from ui.wine_csv import CsvFormatError, choose_wine_type, column_name, parse_wine_csv, wine_type_from_name
 from winemeup.schema import SCHEMA
 
 pytestmark = pytest.mark.ui
@@ -119,3 +119,35 @@ def test_the_uci_files_read_without_problems(data_dir: Path, name: str, wine_typ
     parsed = parse_wine_csv((data_dir / f"winequality-{name}.csv").read_bytes(), wine_type=wine_type)
     assert parsed.problems == []
     assert len(parsed.rows) == rows
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("winequality-white.csv", "white"),
+        ("winequality-red.csv", "red"),
+        ("Red wines 2024.csv", "red"),
+        ("exports/WHITE_batch.txt", "white"),
+        ("tired.csv", None),  # a word, not a substring
+        ("whitepaper.csv", None),
+        ("red-and-white.csv", None),  # both: no guess
+        ("samples.csv", None),
+        (None, None),
+    ],
+)
+def test_the_wine_type_a_file_name_says(name: str | None, expected: str | None) -> None:
+    assert wine_type_from_name(name) == expected
+
+
+def test_the_choice_wins_the_name_fills_in_and_nothing_is_never_red() -> None:
+    inferred = choose_wine_type(None, "winequality-white.csv")
+    assert inferred.wine_type == "white" and not inferred.doubtful
+    assert "inferred from the file name 'winequality-white.csv'" in inferred.note
+    chosen = choose_wine_type("white", "winequality-white.csv")
+    assert chosen.wine_type == "white" and "as chosen" in chosen.note and not chosen.doubtful
+    clash = choose_wine_type("red", "winequality-white.csv")
+    assert clash.wine_type == "red" and clash.doubtful and "says white" in clash.note
+    nothing = choose_wine_type(None, "samples.csv")
+    assert nothing.wine_type is None
+    with pytest.raises(CsvFormatError, match="choose red or white"):
+        parse_wine_csv(f"{UCI_HEADER}\n{RED_ROW}\n", wine_type=nothing.wine_type)
