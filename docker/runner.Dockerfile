@@ -12,8 +12,8 @@
 #       the ONNX path only: smaller, but a model whose artifact is missing or fails parity
 #       cannot be served by this image.
 # Left empty, it is the framework lock of MODEL (the four scikit-learn models share
-# runner-sklearn). Pass it explicitly anyway when building several images: the install layer is
-# then cached once per lock, not per model.
+# runner-sklearn). The lock is picked in a stage of its own and the install stage copies only
+# the chosen file, so images with the same lock share the install layer whatever their MODEL.
 #
 # Why our own Dockerfile and not `bentoml containerize` of the bentos: images with the same lock
 # share every layer but the last (the same base image, installed lock and code), so a cluster
