@@ -8,17 +8,29 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need docker
+need_docker_daemon
+# A model export is redone when the model store has a newer version than the archive (after
+# retraining), not only when the archive is missing.
+export_is_stale() {
+  local archive="$repo/build/model-store/$1.bentomodel" store="$BENTOML_HOME/models/$1"
+  [ -f "$archive" ] || return 0
+  [ -d "$store" ] && [ -n "$(find "$store" -newer "$archive" -name model.yaml -print -quit)" ]
+}
 what="${1:?router|router-models|ui|runner}"
 case "$what" in
   runner)
     model="${2:?runner needs a model name}"
     image="${3:-${IMAGE:-winemeup-runner-$(slug "$model"):$(image_tag)}}"
-    [ -f "$repo/build/model-store/$model.bentomodel" ] || bash "$repo/k8s/export-models.sh" "$model"
+    if export_is_stale "$model"; then bash "$repo/k8s/export-models.sh" "$model"; fi
     args=(-f "$repo/docker/runner.Dockerfile" --build-arg "MODEL=$model" --build-arg "APP_OWNER=${APP_OWNER:-0}")
     ;;
   router | router-models)
     image="${2:-${IMAGE:-winemeup-$what:$(image_tag)}}"
-    [ "$what" = router ] || [ -d "$repo/build/model-store" ] || bash "$repo/k8s/export-models.sh"
+    if [ "$what" = router-models ]; then
+      for model in "${MODELS[@]}"; do
+        if export_is_stale "$model"; then bash "$repo/k8s/export-models.sh" "$model"; fi
+      done
+    fi
     args=(-f "$repo/docker/router.Dockerfile" --target "$what")
     ;;
   ui)

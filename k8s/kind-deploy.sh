@@ -10,6 +10,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need docker kind helm kubectl
+need_docker_daemon
 kind get clusters 2>/dev/null | grep -qx "$CLUSTER" || { log "no kind cluster $CLUSTER: run make kind-up"; exit 1; }
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 

@@ -7,11 +7,14 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need docker kind helm kubectl
+need_docker_daemon
+need_kind_version
 
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   log "cluster $CLUSTER exists"
 else
-  kind create cluster --config "$repo/k8s/kind-config.yaml" --name "$CLUSTER" --wait 120s
+  kind create cluster --config "$repo/k8s/kind-config.yaml" --name "$CLUSTER" \
+    --image "$KIND_NODE_IMAGE" --wait 120s
 fi
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 

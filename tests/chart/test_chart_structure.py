@@ -292,20 +292,30 @@ def test_every_container_is_locked_down(render: Render) -> None:
 
 
 def test_ingress_routes_api_to_router_and_the_rest_to_the_ui(renders: dict[str, Render]) -> None:
-    ingress = renders["all-features"].of_kind("Ingress")[0]
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    annotations = ingress["metadata"]["annotations"]
-    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
-    assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
-    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
-    backends = {
-        p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]
-    }
+    """Two Ingresses on one host: the API with request-sized timeouts, the UI with the long
+    WebSocket timeouts and a cookie that keeps a browser on the pod holding its session."""
+    ingresses = {i["metadata"]["name"]: i for i in renders["all-features"].of_kind("Ingress")}
+    api = next(i for n, i in ingresses.items() if not n.endswith("-ui"))
+    ui = next(i for n, i in ingresses.items() if n.endswith("-ui"))
+    backends: dict[str, str] = {}
+    for ingress in (api, ui):
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+        assert ingress["spec"]["tls"][0]["secretName"] == "winemeup-tls"
+        assert ingress["spec"]["rules"][0]["host"] == "winemeup.example.com"
+        backends |= {
+            p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]
+        }
     for path in ("/v1", "/healthz", "/readyz", "/docs", "/openapi.json"):
         assert backends[path].endswith("-router"), path
     assert backends["/"].endswith("-ui")
     assert "/metrics" not in backends
-    assert ingress["spec"]["tls"][0]["secretName"] == "winemeup-tls"
+    ui_notes, api_notes = ui["metadata"]["annotations"], api["metadata"]["annotations"]
+    for direction in ("read", "send"):
+        assert int(ui_notes[f"nginx.ingress.kubernetes.io/proxy-{direction}-timeout"]) >= 3600
+        assert int(api_notes[f"nginx.ingress.kubernetes.io/proxy-{direction}-timeout"]) <= 60
+    assert ui_notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert "nginx.ingress.kubernetes.io/affinity" not in api_notes
 
 
 def test_monitoring_objects_are_switched_by_values(renders: dict[str, Render]) -> None:
@@ -386,7 +396,7 @@ def test_keys_secret_is_generated_or_taken_from_an_existing_secret(renders: dict
     assert given["api-keys"] == "key-one,key-two" and given["ui-api-key"] == "key-one"
     assert given["redis-url"].startswith("rediss://")
     existing = renders["all-features"]
-    assert not existing.of_kind("Secret")
+    assert not existing.of_kind("Secret")  # keys and the Redis password from existing Secrets
     refs = {
         e["valueFrom"]["secretKeyRef"]["name"]
         for d in existing.of_kind("Deployment")
@@ -394,4 +404,4 @@ def test_keys_secret_is_generated_or_taken_from_an_existing_secret(renders: dict
         for e in c.get("env", [])
         if "valueFrom" in e
     }
-    assert refs == {"winemeup-api-keys"}
+    assert refs == {"winemeup-api-keys", "winemeup-redis"}

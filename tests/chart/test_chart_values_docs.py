@@ -25,6 +25,7 @@ NATIVE = {
     "scaleUp",
     "scaleDown",
     "matchLabels",
+    "lifecycle",
 }
 
 

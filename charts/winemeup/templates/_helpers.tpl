@@ -26,13 +26,14 @@ chart name. Truncated at 63 characters because some Kubernetes name fields are l
 {{- end }}
 
 {{/*
-Name of one component's resources: <fullname>-<suffix>. The full name is cut first so that the
-suffix always survives (two runners must never truncate to the same name).
-Usage: include "winemeup.componentName" (dict "ctx" $ "suffix" "router")
+Name of one component's resources: <fullname>-<suffix>, at most `max` characters (default 63).
+The full name is cut first so that the suffix always survives (two runners must never truncate
+to the same name).
+Usage: include "winemeup.componentName" (dict "ctx" $ "suffix" "router" ["max" 52])
 */}}
 {{- define "winemeup.componentName" -}}
 {{- $suffix := .suffix }}
-{{- $room := sub 62 (len $suffix) | int }}
+{{- $room := sub (sub (.max | default 63) 1) (len $suffix) | int }}
 {{- printf "%s-%s" (include "winemeup.fullname" .ctx | trunc $room | trimSuffix "-") $suffix }}
 {{- end }}
 
@@ -89,8 +90,13 @@ app.kubernetes.io/part-of: winemeup
 {{- define "winemeup.uiName" -}}
 {{- include "winemeup.componentName" (dict "ctx" . "suffix" "ui") }}
 {{- end }}
+{{/*
+The Redis StatefulSet (and its Services) stay within 52 characters: the StatefulSet controller
+labels each pod with controller-revision-hash=<name>-<10-character hash>, and a label value
+over 63 characters means the pod is never created (kubernetes/kubernetes#64023).
+*/}}
 {{- define "winemeup.redisName" -}}
-{{- include "winemeup.componentName" (dict "ctx" . "suffix" "redis") }}
+{{- include "winemeup.componentName" (dict "ctx" . "suffix" "redis" "max" 52) }}
 {{- end }}
 
 {{/* Name of the ServiceAccount the workloads use. */}}
@@ -112,11 +118,94 @@ An image reference from {repository, tag, digest}; the tag defaults to the chart
 Usage: include "winemeup.image" (dict "ctx" $ "image" .Values.router.image)
 */}}
 {{- define "winemeup.image" -}}
-{{- if .image.digest }}
-{{- printf "%s@%s" .image.repository .image.digest }}
-{{- else }}
-{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag | toString) }}
+{{- $repository := .image.repository }}
+{{- with .ctx.Values.global.imageRegistry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
 {{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .ctx.Chart.AppVersion .image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of a pod template: the selector labels, part-of, and the component's podLabels. No chart
+or version label: a chart upgrade alone must not restart pods (the Redis cache would be lost).
+Usage: include "winemeup.podLabels" (dict "ctx" $ "component" "router" "extra" .Values.router.podLabels)
+*/}}
+{{- define "winemeup.podLabels" -}}
+{{ include "winemeup.selectorLabels" . }}
+app.kubernetes.io/part-of: winemeup
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+One probe: the chart's default with the values' override merged over it (key by key).
+Usage: include "winemeup.probe" (dict "default" (dict ...) "override" .Values.router.probes.readiness)
+*/}}
+{{- define "winemeup.probe" -}}
+{{- toYaml (mergeOverwrite (deepCopy .default) (deepCopy (.override | default dict))) }}
+{{- end }}
+
+{{/*
+The Secret's data, computed once per render and shared by the Secret, the checksum annotations
+and NOTES.txt, so all of them see the same generated values. Keys left empty in the values are
+read back from the existing Secret (lookup; kept across `helm upgrade`) or generated. Returns
+JSON {"data": {key: base64}, "generated": [key, ...]}.
+*/}}
+{{- define "winemeup.secretState" -}}
+{{- if not (hasKey .Values "__winemeupSecretState") }}
+{{- $previous := (lookup "v1" "Secret" .Release.Namespace (include "winemeup.fullname" .)) | default dict }}
+{{- $old := $previous.data | default dict }}
+{{- $data := dict }}
+{{- $generated := list }}
+{{- if not .Values.auth.existingSecret }}
+{{- $apiKeys := .Values.auth.apiKeys }}
+{{- if not $apiKeys }}
+{{- $apiKeys = (index $old "api-keys") | default "" | b64dec }}
+{{- if not $apiKeys }}{{ $apiKeys = randAlphaNum 40 }}{{ $generated = append $generated "api-keys" }}{{ end }}
+{{- end }}
+{{- $adminKeys := .Values.auth.adminApiKeys }}
+{{- if not $adminKeys }}
+{{- $adminKeys = (index $old "admin-api-keys") | default "" | b64dec }}
+{{- if not $adminKeys }}{{ $adminKeys = randAlphaNum 40 }}{{ $generated = append $generated "admin-api-keys" }}{{ end }}
+{{- end }}
+{{- $_ := set $data "api-keys" ($apiKeys | b64enc) }}
+{{- $_ := set $data "admin-api-keys" ($adminKeys | b64enc) }}
+{{- $_ := set $data "ui-api-key" (splitList "," $apiKeys | first | trim | b64enc) }}
+{{- end }}
+{{- if and .Values.redis.external.url (not .Values.redis.external.existingSecret) }}
+{{- $_ := set $data "redis-url" (.Values.redis.external.url | b64enc) }}
+{{- end }}
+{{- if and (eq (include "winemeup.cacheBackend" .) "internal") (not .Values.redis.auth.existingSecret) }}
+{{- $password := .Values.redis.auth.password }}
+{{- if not $password }}
+{{- $password = (index $old "redis-password") | default "" | b64dec }}
+{{- if not $password }}{{ $password = randAlphaNum 32 }}{{ $generated = append $generated "redis-password" }}{{ end }}
+{{- end }}
+{{- $_ := set $data "redis-password" ($password | b64enc) }}
+{{- end }}
+{{- $_ := set .Values "__winemeupSecretState" (dict "data" $data "generated" $generated) }}
+{{- end }}
+{{- toJson .Values.__winemeupSecretState }}
+{{- end }}
+
+{{/*
+checksum/secret of the pods: the chart Secret's own data (what the pods really read), plus the
+names of any existing Secrets they reference, so a changed key or a switched Secret rolls them.
+*/}}
+{{- define "winemeup.secretChecksum" -}}
+{{- $state := include "winemeup.secretState" . | fromJson }}
+{{- toJson (dict "data" $state.data "auth" .Values.auth.existingSecret "redis" .Values.redis.auth.existingSecret "external" .Values.redis.external.existingSecret) | sha256sum }}
+{{- end }}
+
+{{/* Secret and key of the chart Redis's password. */}}
+{{- define "winemeup.redisPasswordRef" -}}
+name: {{ .Values.redis.auth.existingSecret | default (include "winemeup.fullname" .) }}
+key: {{ ternary .Values.redis.auth.existingSecretPasswordKey "redis-password" (ne .Values.redis.auth.existingSecret "") }}
 {{- end }}
 
 {{/* Enabled model names, sorted, as a JSON list (read back with fromJsonArray). */}}
@@ -168,7 +257,11 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 {{- $autoscaling := mergeOverwrite (deepCopy $defaults.autoscaling) (deepCopy (default dict $own.autoscaling)) }}
 {{- $resources := $defaults.resources }}
 {{- if $own.resources }}{{ $resources = $own.resources }}{{ end }}
-{{- toYaml (dict "image" $image "autoscaling" $autoscaling "resources" $resources "replicas" $own.replicas) }}
+{{- $scheduling := dict }}
+{{- range $key := list "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" }}
+{{- $_ := set $scheduling $key ((index $own $key) | default (index $defaults $key)) }}
+{{- end }}
+{{- toYaml (dict "image" $image "autoscaling" $autoscaling "resources" $resources "replicas" $own.replicas "scheduling" $scheduling "modelUri" ($own.modelUri | default "") "modelSha256" ($own.modelSha256 | default "")) }}
 {{- end }}
 
 {{/* In-cluster base URL of one model's runner. Usage: (dict "ctx" $ "model" "svr") */}}
@@ -218,7 +311,7 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 
 {{/* Whether the chart renders its own Secret ("true" or ""). */}}
 {{- define "winemeup.ownSecret" -}}
-{{- if or (not .Values.auth.existingSecret) (and .Values.redis.external.url (not .Values.redis.external.existingSecret)) }}true{{ end }}
+{{- if (include "winemeup.secretState" . | fromJson).data }}true{{ end }}
 {{- end }}
 
 {{/* Checks that stop a broken configuration at render time, with a message saying why. */}}
@@ -233,6 +326,26 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 {{- if gt (int .Values.router.autoscaling.minReplicas) (int .Values.router.autoscaling.maxReplicas) }}
 {{- fail "router.autoscaling.minReplicas must not exceed maxReplicas" }}
 {{- end }}
+{{- range $model := include "winemeup.runnerModels" . | fromJsonArray }}
+{{- $a := (include "winemeup.runnerValues" (dict "ctx" $ "model" $model) | fromYaml).autoscaling }}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- fail (printf "models.%s: autoscaling.minReplicas (%d) must not exceed maxReplicas (%d)" $model (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- range $name := include "winemeup.inlineModels" . | fromJsonArray }}
+{{- if (index $.Values.models $name).modelUri }}
+{{- fail (printf "models.%s.modelUri needs placement: runner (inline models come from router.inlineImage)" $name) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.ui.enabled .Values.ingress.enabled }}
+{{- $size := .Values.ingress.maxBodySize | toString | lower }}
+{{- $number := regexFind "^[0-9]+" $size | default "0" | int }}
+{{- $unit := regexFind "[kmg]$" $size }}
+{{- $mb := ternary (div $number 1024) (ternary (mul $number 1024) $number (eq $unit "g")) (eq $unit "k") }}
+{{- if and (ne $number 0) (ge (int .Values.ui.maxUploadMegabytes) (int $mb)) }}
+{{- fail (printf "ui.maxUploadMegabytes (%d) must stay below ingress.maxBodySize (%s): a larger CSV would get a bare 413 from the ingress" (int .Values.ui.maxUploadMegabytes) .Values.ingress.maxBodySize) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Pod-level settings every WineMeUp pod shares. */}}
@@ -244,5 +357,37 @@ securityContext:
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+unhealthyPodEvictionPolicy of a PDB (policy/v1, Kubernetes 1.27+; GA in 1.31): AlwaysAllow lets a
+node drain evict pods that are not ready anyway, instead of blocking on them.
+Usage: include "winemeup.unhealthyPodEvictionPolicy" (dict "ctx" $ "pdb" .Values.router.podDisruptionBudget)
+*/}}
+{{- define "winemeup.unhealthyPodEvictionPolicy" -}}
+{{- if and .pdb.unhealthyPodEvictionPolicy (semverCompare ">=1.27-0" .ctx.Capabilities.KubeVersion.Version) }}
+unhealthyPodEvictionPolicy: {{ .pdb.unhealthyPodEvictionPolicy }}
+{{- end }}
+{{- end }}
+
+{{/*
+topologySpreadConstraints of one component; a constraint without a labelSelector gets the
+component's selector labels (the usual intent: spread this workload's own pods).
+Usage: include "winemeup.topologySpread" (dict "ctx" $ "component" "router" "constraints" list)
+*/}}
+{{- define "winemeup.topologySpread" -}}
+{{- if .constraints }}
+{{- $out := list }}
+{{- $selector := include "winemeup.selectorLabels" (dict "ctx" .ctx "component" .component) | fromYaml }}
+{{- range $c := .constraints }}
+{{- $c = deepCopy $c }}
+{{- if not $c.labelSelector }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+{{- $out = append $out $c }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $out | nindent 2 }}
 {{- end }}
 {{- end }}
