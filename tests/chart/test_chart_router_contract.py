@@ -11,6 +11,8 @@ router pod's emptyDirs under $BENTOML_HOME are writable, as with readOnlyRootFil
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import shlex
 import shutil
@@ -18,7 +20,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,7 +132,9 @@ def chart_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
                     break
             assert time.monotonic() < deadline, f"router not ready in 60 s:\n{log.read_text()[-3000:]}"
             time.sleep(0.2)
-        yield base, {"script": str(script), "python_path": str(REPO_ROOT)}
+        # The environment of a second replica (another port): see the replica test below.
+        replica_env = {k: v for k, v in full_env.items() if k not in ("HOME", "TMPDIR")}
+        yield base, {"script": str(script), "python_path": str(REPO_ROOT), "env": json.dumps(replica_env)}
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -163,3 +169,84 @@ def test_helm_test_script_fails_with_a_wrong_key(chart_router) -> None:
     result = _run_helm_test(base, paths, "not-a-key")
     assert result.returncode != 0
     assert "401" in result.stderr
+
+
+class _TwoReplicas(http.server.ThreadingHTTPServer):
+    """A stand-in for the router Service in front of two replicas: GET /metrics goes to a
+    replica that has served no prediction, everything else to the one that has."""
+
+    daemon_threads = True
+
+    def __init__(self, served: str, fresh: str):
+        self.served, self.fresh = served, fresh
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    server: _TwoReplicas
+
+    def _forward(self) -> None:
+        base = self.server.fresh if self.path.startswith("/metrics") else self.server.served
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("x-api-key", "content-type")}
+        request = urllib.request.Request(base + self.path, data=body, headers=headers, method=self.command)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, payload = response.status, response.read()
+        except urllib.error.HTTPError as e:
+            status, payload = e.code, e.read()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+def test_helm_test_passes_whichever_replica_answers(chart_router, tmp_path: Path) -> None:
+    """Two router replicas behind one Service: the replica that answers /metrics may have
+    served no prediction yet (no histogram samples). `helm test` must pass anyway."""
+    base, paths = chart_router
+    port = _free_port()
+    env = {**json.loads(paths["env"]), "WINEMEUP_ROUTER_PORT": str(port)}
+    log = tmp_path / "replica.log"
+    with open(log, "wb") as out:
+        fresh = subprocess.Popen(
+            [sys.executable, "-m", "services.router"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    proxy = _TwoReplicas(base, f"http://127.0.0.1:{port}")
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert fresh.poll() is None, f"replica exited:\n{log.read_text()[-3000:]}"
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response,
+            ):
+                if response.status == 200:
+                    break
+            assert time.monotonic() < deadline, f"replica not up in 60 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert b"winemeup_router_request_duration_seconds_bucket" not in response.read()
+        result = _run_helm_test(f"http://127.0.0.1:{proxy.server_port}", paths, "chart-key-1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "helm test passed" in result.stdout
+    finally:
+        proxy.shutdown()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(fresh.pid, signal.SIGTERM)
+        try:
+            fresh.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(fresh.pid, signal.SIGKILL)
