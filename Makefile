@@ -115,7 +115,7 @@ test-chart: setup ## Run the Helm chart checks (lint, render, validate, checkov,
 lint: venv ## Lint and check formatting with ruff, type-check with mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy winemeup training services ui benchmarks
+	$(BIN)/mypy winemeup training services ui benchmarks tests
 
 .PHONY: lock
 lock: venv ## Re-pin requirements/*.lock from the requirements/*.in files (after changing a dependency)

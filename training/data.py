@@ -248,6 +248,26 @@ def parse_csv(path: Path, text: str, wine_type: str) -> tuple[np.ndarray, np.nda
         raise MalformedDataError(f"{path}: the file is empty (expected a header line)") from None
     except csv.Error as e:
         raise MalformedDataError(f"{path}, line 1: unreadable header: {e}") from e
+    columns = _header_columns(path, header)
+    type_value = 1.0 if wine_type == WINE_TYPES[0] else 0.0
+    rows: list[list[float]] = []
+    scores: list[float] = []
+    try:
+        for line_fields in reader:
+            if not line_fields:
+                continue
+            row, score = _parse_row(path, reader.line_num, line_fields, len(header), columns, type_value)
+            rows.append(row)
+            scores.append(score)
+    except csv.Error as e:
+        raise MalformedDataError(f"{path}, line {reader.line_num}: {e}") from e
+    if not rows:
+        raise MalformedDataError(f"{path}: no data rows after the header")
+    return np.asarray(rows, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+
+
+def _header_columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Column position of each API name (and ``quality``); every column known, none twice."""
     columns: dict[str, int] = {}
     for position, raw in enumerate(header):
         label = raw.strip()
@@ -261,39 +281,26 @@ def parse_csv(path: Path, text: str, wine_type: str) -> tuple[np.ndarray, np.nda
     missing = [SCHEMA[n].header if n != TARGET else n for n in wanted if n not in columns]
     if missing:
         raise MalformedDataError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}")
+    return columns
 
-    type_value = 1.0 if wine_type == WINE_TYPES[0] else 0.0
-    rows: list[list[float]] = []
-    scores: list[float] = []
-    line = 1
-    try:
-        for line_fields in reader:
-            line = reader.line_num
-            if not line_fields:
-                continue
-            if len(line_fields) != len(header):
-                raise MalformedDataError(
-                    f"{path}, line {line}: expected {len(header)} fields, got {len(line_fields)}"
-                )
-            row: list[float] = []
-            for f in SCHEMA.features:
-                if f.name == _WINE_TYPE:
-                    row.append(type_value)
-                    continue
-                row.append(_number(path, line, f.header, line_fields[columns[f.name]]))
-            score = _number(path, line, TARGET, line_fields[columns[TARGET]])
-            if score != int(score) or not QUALITY_MIN <= score <= QUALITY_MAX:
-                raise MalformedDataError(
-                    f"{path}, line {line}, column '{TARGET}': expected an integer grade "
-                    f"{QUALITY_MIN}..{QUALITY_MAX}, got {score:g}"
-                )
-            rows.append(row)
-            scores.append(score)
-    except csv.Error as e:
-        raise MalformedDataError(f"{path}, line {reader.line_num}: {e}") from e
-    if not rows:
-        raise MalformedDataError(f"{path}: no data rows after the header")
-    return np.asarray(rows, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+
+def _parse_row(
+    path: Path, line: int, fields: list[str], width: int, columns: dict[str, int], type_value: float
+) -> tuple[list[float], float]:
+    """One data line: the model-input row in schema order and its quality grade."""
+    if len(fields) != width:
+        raise MalformedDataError(f"{path}, line {line}: expected {width} fields, got {len(fields)}")
+    row = [
+        type_value if f.name == _WINE_TYPE else _number(path, line, f.header, fields[columns[f.name]])
+        for f in SCHEMA.features
+    ]
+    score = _number(path, line, TARGET, fields[columns[TARGET]])
+    if score != int(score) or not QUALITY_MIN <= score <= QUALITY_MAX:
+        raise MalformedDataError(
+            f"{path}, line {line}, column '{TARGET}': expected an integer grade "
+            f"{QUALITY_MIN}..{QUALITY_MAX}, got {score:g}"
+        )
+    return row, score
 
 
 def _number(path: Path, line: int, column: str, cell: str) -> float:

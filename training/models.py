@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,116 +38,161 @@ def framework_of(name: str) -> str:
     return "lightgbm" if name == UNTUNED_LIGHTGBM else FRAMEWORK_OF_MODEL[name]
 
 
+@dataclass(frozen=True)
+class Family:
+    """How to build one model family and what it is trained with."""
+
+    estimator: Callable[[dict[str, Any]], Any]
+    """An unfitted estimator from hyper-parameters (imports its library on first use)."""
+    params: Callable[[bool, int, int], dict[str, Any]]
+    """Hyper-parameters from ``(fast, seed, n_jobs)``."""
+
+
+def _lightgbm_params(fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
+    # LightGBM's own defaults, spelled out so that the metadata records them (the tuning's
+    # first trial); the same in fast mode.
+    return {
+        "n_estimators": 100,
+        "learning_rate": 0.1,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "subsample": 1.0,
+        "subsample_freq": 0,
+        "colsample_bytree": 1.0,
+        "reg_alpha": 0.0,
+        "reg_lambda": 0.0,
+        "random_state": seed,
+        "n_jobs": n_jobs,
+        "verbose": -1,
+    }
+
+
+def _xgboost_params(fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
+    return {
+        "n_estimators": 120 if fast else 500,
+        "learning_rate": 0.1 if fast else 0.04,
+        "max_depth": 6,
+        "min_child_weight": 1.0,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+        "tree_method": "hist",
+        "random_state": seed,
+        "n_jobs": n_jobs,
+    }
+
+
+def _catboost_params(fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
+    return {
+        "iterations": 150 if fast else 1000,
+        "learning_rate": 0.15 if fast else 0.06,
+        "depth": 6,
+        "loss_function": "RMSE",
+        "random_seed": seed,
+        "thread_count": n_jobs,
+        "verbose": False,
+        "allow_writing_files": False,
+    }
+
+
+def _forest_params(max_features: float) -> Callable[[bool, int, int], dict[str, Any]]:
+    def params(fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
+        return {
+            "n_estimators": 40 if fast else 250,
+            "max_features": max_features,
+            "min_samples_leaf": 1,
+            "random_state": seed,
+            "n_jobs": n_jobs,
+        }
+
+    return params
+
+
+def _hist_gradient_boosting_params(fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
+    return {
+        "max_iter": 100 if fast else 400,
+        "learning_rate": 0.1 if fast else 0.05,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 10,
+        "l2_regularization": 1.0,
+        "early_stopping": False,
+        "random_state": seed,
+    }
+
+
+def _svr_params(fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
+    # Cortez et al. (2009): RBF SVM on standardised inputs. Their gamma was grid-searched per
+    # wine type; here one combined model, with C and gamma picked once on grouped 5-fold CV
+    # of the training split (C in {1, 3}, gamma in {0.1, 0.3, 1}, epsilon in {0.1, 0.5}).
+    # Fast mode widens the epsilon tube: about 3x fewer support vectors, 3x quicker fits.
+    return {"C": 1.0, "epsilon": 0.5 if fast else 0.1, "gamma": 0.1, "kernel": "rbf", "cache_size": 500}
+
+
+def _lightgbm(params: dict[str, Any]) -> Any:
+    import lightgbm
+
+    return lightgbm.LGBMRegressor(**params)
+
+
+def _xgboost(params: dict[str, Any]) -> Any:
+    import xgboost
+
+    return xgboost.XGBRegressor(**params)
+
+
+def _catboost(params: dict[str, Any]) -> Any:
+    import catboost
+
+    return catboost.CatBoostRegressor(**params)
+
+
+def _sklearn(class_name: str) -> Callable[[dict[str, Any]], Any]:
+    def build(params: dict[str, Any]) -> Any:
+        import sklearn.ensemble
+
+        return getattr(sklearn.ensemble, class_name)(**params)
+
+    return build
+
+
+def _svr(params: dict[str, Any]) -> Any:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    return Pipeline([("scale", StandardScaler()), ("svr", SVR(**params))])
+
+
+FAMILIES: Mapping[str, Family] = {
+    "lightgbm": Family(_lightgbm, _lightgbm_params),
+    UNTUNED_LIGHTGBM: Family(_lightgbm, _lightgbm_params),
+    "xgboost": Family(_xgboost, _xgboost_params),
+    "catboost": Family(_catboost, _catboost_params),
+    "random_forest": Family(_sklearn("RandomForestRegressor"), _forest_params(max_features=0.33)),
+    "extra_trees": Family(_sklearn("ExtraTreesRegressor"), _forest_params(max_features=0.5)),
+    "hist_gradient_boosting": Family(
+        _sklearn("HistGradientBoostingRegressor"), _hist_gradient_boosting_params
+    ),
+    "svr": Family(_svr, _svr_params),
+}
+"""Every evaluated family by name: how to build it and its hyper-parameters."""
+
+
+def _family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(EVALUATED_MODELS)}") from None
+
+
 def default_params(name: str, *, fast: bool, seed: int, n_jobs: int) -> dict[str, Any]:
     """Hyper-parameters of a family (LightGBM: the untuned defaults, the tuning's first trial)."""
-    if name in ("lightgbm", UNTUNED_LIGHTGBM):
-        # LightGBM's own defaults, spelled out so that the metadata records them.
-        return {
-            "n_estimators": 100,
-            "learning_rate": 0.1,
-            "num_leaves": 31,
-            "min_child_samples": 20,
-            "subsample": 1.0,
-            "subsample_freq": 0,
-            "colsample_bytree": 1.0,
-            "reg_alpha": 0.0,
-            "reg_lambda": 0.0,
-            "random_state": seed,
-            "n_jobs": n_jobs,
-            "verbose": -1,
-        }
-    if name == "xgboost":
-        return {
-            "n_estimators": 120 if fast else 500,
-            "learning_rate": 0.1 if fast else 0.04,
-            "max_depth": 6,
-            "min_child_weight": 1.0,
-            "subsample": 0.8,
-            "colsample_bytree": 0.8,
-            "reg_lambda": 1.0,
-            "tree_method": "hist",
-            "random_state": seed,
-            "n_jobs": n_jobs,
-        }
-    if name == "catboost":
-        return {
-            "iterations": 150 if fast else 1000,
-            "learning_rate": 0.15 if fast else 0.06,
-            "depth": 6,
-            "loss_function": "RMSE",
-            "random_seed": seed,
-            "thread_count": n_jobs,
-            "verbose": False,
-            "allow_writing_files": False,
-        }
-    if name == "random_forest":
-        return {
-            "n_estimators": 40 if fast else 250,
-            "max_features": 0.33,
-            "min_samples_leaf": 1,
-            "random_state": seed,
-            "n_jobs": n_jobs,
-        }
-    if name == "extra_trees":
-        return {
-            "n_estimators": 40 if fast else 250,
-            "max_features": 0.5,
-            "min_samples_leaf": 1,
-            "random_state": seed,
-            "n_jobs": n_jobs,
-        }
-    if name == "hist_gradient_boosting":
-        return {
-            "max_iter": 100 if fast else 400,
-            "learning_rate": 0.1 if fast else 0.05,
-            "max_leaf_nodes": 31,
-            "min_samples_leaf": 10,
-            "l2_regularization": 1.0,
-            "early_stopping": False,
-            "random_state": seed,
-        }
-    if name == "svr":
-        # Cortez et al. (2009): RBF SVM on standardised inputs. Their gamma was grid-searched per
-        # wine type; here one combined model, with C and gamma picked once on grouped 5-fold CV
-        # of the training split (C in {1, 3}, gamma in {0.1, 0.3, 1}, epsilon in {0.1, 0.5}).
-        # Fast mode widens the epsilon tube: about 3x fewer support vectors, 3x quicker fits.
-        return {"C": 1.0, "epsilon": 0.5 if fast else 0.1, "gamma": 0.1, "kernel": "rbf", "cache_size": 500}
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(EVALUATED_MODELS)}")
+    return _family(name).params(fast, seed, n_jobs)
 
 
 def build_estimator(name: str, params: dict[str, Any]) -> Any:
     """An unfitted estimator of a family with the given hyper-parameters."""
-    if name in ("lightgbm", UNTUNED_LIGHTGBM):
-        import lightgbm
-
-        return lightgbm.LGBMRegressor(**params)
-    if name == "xgboost":
-        import xgboost
-
-        return xgboost.XGBRegressor(**params)
-    if name == "catboost":
-        import catboost
-
-        return catboost.CatBoostRegressor(**params)
-    if name == "random_forest":
-        from sklearn.ensemble import RandomForestRegressor
-
-        return RandomForestRegressor(**params)
-    if name == "extra_trees":
-        from sklearn.ensemble import ExtraTreesRegressor
-
-        return ExtraTreesRegressor(**params)
-    if name == "hist_gradient_boosting":
-        from sklearn.ensemble import HistGradientBoostingRegressor
-
-        return HistGradientBoostingRegressor(**params)
-    if name == "svr":
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import SVR
-
-        return Pipeline([("scale", StandardScaler()), ("svr", SVR(**params))])
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(EVALUATED_MODELS)}")
+    return _family(name).estimator(params)
 
 
 def fit(name: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, threads: int = 1) -> Any:
@@ -205,6 +250,45 @@ class TuningResult:
         }
 
 
+# The search space is bounded by serving cost as well as accuracy: LightGBM's predict time
+# grows with trees x depth, and an early unbounded search picked 697 trees at a learning
+# rate of 0.009, which cost 56 ms per 1,000 rows single-threaded (12 ms for 300 trees of the
+# same model) for a CV RMSE gain in the third decimal. 300 trees at a learning rate of at
+# least 0.02 keeps a 1,000-row batch well inside the router's 50,000 rows/s goal.
+MAX_LIGHTGBM_TREES = 300
+
+
+def _lightgbm_objective(
+    base: dict[str, Any], X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], n_jobs: int
+) -> Callable[[Any], float]:
+    """Optuna's objective: mean RMSE over ``folds`` of parameters drawn around ``base``."""
+    import optuna
+
+    def objective(trial: optuna.Trial) -> float:
+        params = dict(base)
+        params.update(
+            n_estimators=trial.suggest_int("n_estimators", 50, MAX_LIGHTGBM_TREES, log=True),
+            learning_rate=trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+            num_leaves=trial.suggest_int("num_leaves", 8, 128, log=True),
+            min_child_samples=trial.suggest_int("min_child_samples", 2, 60),
+            subsample=trial.suggest_float("subsample", 0.5, 1.0),
+            colsample_bytree=trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            reg_alpha=trial.suggest_float("reg_alpha", 0.0, 2.0),
+            reg_lambda=trial.suggest_float("reg_lambda", 0.0, 10.0),
+        )
+        params["subsample_freq"] = 1 if params["subsample"] < 1.0 else 0
+        scores: list[float] = []
+        for step, (train, valid) in enumerate(folds):
+            pred = predict(fit("lightgbm", params, X[train], y[train], n_jobs), X[valid])
+            scores.append(float(np.sqrt(np.mean((pred - y[valid]) ** 2))))
+            trial.report(float(np.mean(scores)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(np.mean(scores))
+
+    return objective
+
+
 def tune_lightgbm(
     X: np.ndarray,
     y: np.ndarray,
@@ -228,34 +312,7 @@ def tune_lightgbm(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = default_params("lightgbm", fast=fast, seed=seed, n_jobs=n_jobs)
-    # The search space is bounded by serving cost as well as accuracy: LightGBM's predict time
-    # grows with trees x depth, and an early unbounded search picked 697 trees at a learning
-    # rate of 0.009, which cost 56 ms per 1,000 rows single-threaded (12 ms for 300 trees of the
-    # same model) for a CV RMSE gain in the third decimal. 300 trees at a learning rate of at
-    # least 0.02 keeps a 1,000-row batch well inside the router's 50,000 rows/s goal.
-    max_trees = 300
-
-    def objective(trial: optuna.Trial) -> float:
-        params = dict(base)
-        params.update(
-            n_estimators=trial.suggest_int("n_estimators", 50, max_trees, log=True),
-            learning_rate=trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-            num_leaves=trial.suggest_int("num_leaves", 8, 128, log=True),
-            min_child_samples=trial.suggest_int("min_child_samples", 2, 60),
-            subsample=trial.suggest_float("subsample", 0.5, 1.0),
-            colsample_bytree=trial.suggest_float("colsample_bytree", 0.3, 1.0),
-            reg_alpha=trial.suggest_float("reg_alpha", 0.0, 2.0),
-            reg_lambda=trial.suggest_float("reg_lambda", 0.0, 10.0),
-        )
-        params["subsample_freq"] = 1 if params["subsample"] < 1.0 else 0
-        scores: list[float] = []
-        for step, (train, valid) in enumerate(folds):
-            pred = predict(fit("lightgbm", params, X[train], y[train], n_jobs), X[valid])
-            scores.append(float(np.sqrt(np.mean((pred - y[valid]) ** 2))))
-            trial.report(float(np.mean(scores)), step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return float(np.mean(scores))
+    objective = _lightgbm_objective(base, X, y, folds, n_jobs)
 
     started = time.perf_counter()
     study = optuna.create_study(

@@ -114,6 +114,21 @@ def _pm(entry: dict[str, Any], metric: str, pct: bool = False) -> str:
 
 def render_markdown(board: dict[str, Any]) -> str:
     """Human-readable leaderboard."""
+    sections = (
+        _md_intro,
+        _md_test_table,
+        _md_cv_table,
+        _md_paper_table,
+        _md_test_per_type,
+        _md_targets,
+        _md_times,
+        _md_tuning,
+    )
+    return "\n".join(line for section in sections for line in section(board)) + "\n"
+
+
+def _md_intro(board: dict[str, Any]) -> list[str]:
+    """Title, run, data, protocols and the best model."""
     data = board["data"]
     lines = [
         "# WineMeUp leaderboard",
@@ -143,6 +158,12 @@ def render_markdown(board: dict[str, Any]) -> str:
         "## Grouped protocol: held-out test split (what the saved models score)",
         "",
     ]
+    return lines
+
+
+def _md_test_table(board: dict[str, Any]) -> list[str]:
+    """The saved models on the held-out test split."""
+    lines: list[str] = []
     header = (
         "| model | RMSE | MAE | R² | acc@0.5 | acc@1.0 | red MAE | red acc@0.5 | white MAE | white acc@0.5 |"
     )
@@ -157,6 +178,12 @@ def render_markdown(board: dict[str, Any]) -> str:
             f"{_fmt(t['red']['acc_0_5'], True)} | {_fmt(t['white']['mae'])} | "
             f"{_fmt(t['white']['acc_0_5'], True)} |"
         )
+    return lines
+
+
+def _md_cv_table(board: dict[str, Any]) -> list[str]:
+    """Grouped repeated CV on the training split."""
+    lines: list[str] = []
     lines += [
         "",
         "## Grouped protocol: repeated CV on the training split (mean ± std over repeats)",
@@ -170,6 +197,12 @@ def render_markdown(board: dict[str, Any]) -> str:
             f"| {m['name']} | {_pm(c, 'rmse')} | {_pm(c, 'mae')} | {_pm(c, 'r2')} | "
             f"{_pm(c, 'acc_0_5', True)} | {_pm(c, 'acc_1_0', True)} |"
         )
+    return lines
+
+
+def _md_paper_table(board: dict[str, Any]) -> list[str]:
+    """Paper-style CV per wine type, beside the paper's SVM."""
+    lines: list[str] = []
     lines += [
         "",
         "## Paper-style protocol, per wine type, beside the paper",
@@ -198,6 +231,12 @@ def render_markdown(board: dict[str, Any]) -> str:
             f"{_fmt(p['white']['acc_0_5'], True)} | {_fmt(p['white']['acc_1_0'], True)} | "
             f"{_fmt(p['overall']['rmse'])} |"
         )
+    return lines
+
+
+def _md_test_per_type(board: dict[str, Any]) -> list[str]:
+    """Held-out test per wine type."""
+    lines: list[str] = []
     lines += ["", "## Grouped protocol, held-out test, per wine type", ""]
     lines += [
         "| model | red MAD | red acc@0.5 | red acc@1.0 | white MAD | white acc@0.5 | white acc@1.0 |",
@@ -210,6 +249,12 @@ def render_markdown(board: dict[str, Any]) -> str:
             f"{_fmt(t['red']['acc_1_0'], True)} | {_fmt(t['white']['mae'])} | "
             f"{_fmt(t['white']['acc_0_5'], True)} | {_fmt(t['white']['acc_1_0'], True)} |"
         )
+    return lines
+
+
+def _md_targets(board: dict[str, Any]) -> list[str]:
+    """Whether the best model beats the paper and tuning did not hurt."""
+    lines: list[str] = []
     lines += ["", "## Targets", ""]
     checks = board["checks"]
     beats = checks.get("best_beats_paper_svm")
@@ -230,6 +275,12 @@ def render_markdown(board: dict[str, Any]) -> str:
             + "; ".join(f"{names[k]}: {'not worse' if ok else 'WORSE'}" for k, ok in tuned.items())
             + "."
         )
+    return lines
+
+
+def _md_times(board: dict[str, Any]) -> list[str]:
+    """Time per model."""
+    lines: list[str] = []
     lines += [
         "",
         "## Time per model",
@@ -244,6 +295,12 @@ def render_markdown(board: dict[str, Any]) -> str:
     for m in board["models"]:
         sec = m["seconds"]
         lines.append(f"| {m['name']} | {sec['total']:.1f} | {sec['cpu']:.1f} | {sec['final_fit']:.2f} |")
+    return lines
+
+
+def _md_tuning(board: dict[str, Any]) -> list[str]:
+    """LightGBM's search and its best parameters."""
+    lines: list[str] = []
     for m in board["models"]:
         if m.get("tuning"):
             tu = m["tuning"]
@@ -258,7 +315,7 @@ def render_markdown(board: dict[str, Any]) -> str:
                 "Best parameters: "
                 + ", ".join(f"`{k}={v}`" for k, v in m["params"].items() if k not in ("n_jobs", "verbose")),
             ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def render_chart(board: dict[str, Any], path: Path) -> None:

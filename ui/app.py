@@ -370,6 +370,18 @@ def render_batch(client: RouterClient, overview: ModelsOverview | None, settings
         render_batch_outcome(outcome, st.session_state.get(BATCH_WINE_TYPE))
 
 
+def render_agreement(results: pd.DataFrame) -> None:
+    """How the predictions compare with the file's own ``quality`` column."""
+    known = results.dropna(subset=["quality"])
+    if not known.empty:
+        mae = (known["predicted_score"] - known["quality"]).abs().mean()
+        exact = (known["predicted_quality"] == known["quality"]).mean()
+        st.write(
+            f"Against the file's own quality column: mean absolute error **{mae:.3f}**, "
+            f"grade exactly right for **{exact:.0%}** of {len(known)} rows."
+        )
+
+
 def render_batch_outcome(outcome: BatchOutcome, wine_type: WineTypeChoice | None = None) -> None:
     """Summary, bad rows, results, charts and the downloads of one scored file."""
     parsed = outcome.parsed
@@ -415,14 +427,7 @@ def render_batch_outcome(outcome: BatchOutcome, wine_type: WineTypeChoice | None
         ]
     )
     if parsed.has_quality:
-        known = results.dropna(subset=["quality"])
-        if not known.empty:
-            mae = (known["predicted_score"] - known["quality"]).abs().mean()
-            exact = (known["predicted_quality"] == known["quality"]).mean()
-            st.write(
-                f"Against the file's own quality column: mean absolute error **{mae:.3f}**, "
-                f"grade exactly right for **{exact:.0%}** of {len(known)} rows."
-            )
+        render_agreement(results)
     st.altair_chart(grade_chart(results, parsed.has_quality), width="stretch")
     st.dataframe(results, hide_index=True, width="stretch")
     st.download_button(

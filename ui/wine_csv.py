@@ -260,24 +260,12 @@ def _read_row(
         if name == TARGET:
             quality = _number(raw, delimiter)
             continue
-        if name == WINE_TYPE:
-            if raw.lower() in WINE_TYPES:
-                instance[name] = raw.lower()
-            else:
-                unparsed.add(name)
-                shown = f"'{raw}'" if raw else "empty"
-                problems.append(RowProblem(row_number, line, name, f"must be red or white, got {shown}"))
-            continue
-        if raw == "":
+        value, problem = _cell_value(name, raw, delimiter)
+        if problem is not None:
             unparsed.add(name)
-            problems.append(RowProblem(row_number, line, name, "value missing"))
-            continue
-        number = _number(raw, delimiter)
-        if number is None:
-            unparsed.add(name)
-            problems.append(RowProblem(row_number, line, name, f"must be a number, got '{raw}'"))
-            continue
-        instance[name] = number
+            problems.append(RowProblem(row_number, line, name, problem))
+        elif value is not None:
+            instance[name] = value
     if WINE_TYPE not in instance and WINE_TYPE not in unparsed and wine_type is not None:
         instance[WINE_TYPE] = wine_type
     _, errors = SCHEMA.check(instance)
@@ -293,6 +281,21 @@ def _read_row(
         ), None
     ordered = {name: instance[name] for name in SCHEMA.names}
     return [], WineRow(row_number, line, ordered, quality, dict(zip(header, cells, strict=True)))
+
+
+def _cell_value(name: str, raw: str, delimiter: str) -> tuple[float | str | None, str | None]:
+    """The value of one feature cell, or why it has none."""
+    if name == WINE_TYPE:
+        if raw.lower() in WINE_TYPES:
+            return raw.lower(), None
+        shown = f"'{raw}'" if raw else "empty"
+        return None, f"must be red or white, got {shown}"
+    if raw == "":
+        return None, "value missing"
+    number = _number(raw, delimiter)
+    if number is None:
+        return None, f"must be a number, got '{raw}'"
+    return number, None
 
 
 def _number(raw: str, delimiter: str) -> float | None:

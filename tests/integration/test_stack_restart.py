@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -26,6 +27,11 @@ def _score(stack: RunningStack, client: httpx.Client, alcohol: float) -> httpx.R
         headers={"X-API-Key": stack.api_key},
         json={"features": features, "model": "lightgbm"},
     )
+
+
+def _scored(stack: RunningStack, client: httpx.Client, alcohol: float) -> dict[str, Any] | None:
+    response = _score(stack, client, alcohol)
+    return dict(response.json()) if response.status_code == 200 else None
 
 
 def test_a_killed_runner_is_restarted_with_back_off_and_serves_again(
@@ -65,10 +71,9 @@ def test_a_killed_runner_is_restarted_with_back_off_and_serves_again(
             second_workers = wait_until(lambda: psutil.Process(second).children(recursive=True), timeout=10)
             assert http_status(runner_url + "/readyz") == 200
             # The router reaches the new runner: a row it has never seen is scored again.
-            answer = wait_until(
-                lambda: (r := _score(stack, client, 10.2)).status_code == 200 and r, timeout=30
-            )
-            assert answer.json()["model"] == "lightgbm" and answer.json()["cached"] is False
+            answer = wait_until(lambda: _scored(stack, client, 10.2), timeout=30)
+            assert answer["model"] == "lightgbm"
+            assert answer["cached"] is False
 
             # A second crash in a row waits twice as long.
             os.kill(second, signal.SIGKILL)

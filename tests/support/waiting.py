@@ -14,7 +14,7 @@ class WaitTimeoutError(AssertionError):
 
 
 def wait_until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float,
     *,
     interval: float = 0.05,

@@ -110,7 +110,7 @@ def test_form_formats_cover_the_data_precision() -> None:
 def test_chunked() -> None:
     assert [list(c) for c in chunked(list(range(7)), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(chunked([], 3)) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="chunk size must be positive"):
         list(chunked([1], 0))
 
 

@@ -77,7 +77,7 @@ def test_lru_entries_expire_after_ttl() -> None:
 
 
 def test_lru_rejects_zero_capacity() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_entries must be positive"):
         MemoryLRU(0, 1)
 
 

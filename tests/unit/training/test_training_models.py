@@ -85,3 +85,13 @@ def test_lightgbm_search_starts_from_defaults_and_never_ends_worse(sample) -> No
         )
         scores.append(np.sqrt(np.mean((pred - sample.y[valid]) ** 2)))
     assert float(np.mean(scores)) == pytest.approx(result.best_cv_rmse, rel=1e-9)
+
+
+def test_every_evaluated_family_has_one_entry_in_the_table() -> None:
+    from training.models import EVALUATED_MODELS, FAMILIES, build_estimator, default_params
+
+    assert set(FAMILIES) == set(EVALUATED_MODELS)
+    with pytest.raises(ValueError, match="unknown model 'knn'"):
+        default_params("knn", fast=True, seed=0, n_jobs=1)
+    with pytest.raises(ValueError, match="unknown model 'knn'"):
+        build_estimator("knn", {})
