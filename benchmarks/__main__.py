@@ -1,68 +1,43 @@
 """``python -m benchmarks`` (``make bench``): the router against its baselines, in one run.
 
-Starts, on loopback and on free ports: a private Redis, the LightGBM runner, the router with
-inline placement, the router with runner placement, the FastAPI + Redis baseline and the
-BentoML ``depends`` gateway baseline. Drives each scenario with wrk (one thread, so the other
-core is the server's) and prints a table of requests/s and p50/p99 latency with the ratio to
-the baseline, then writes it to docs/benchmarks.md.
+Starts, on loopback and on free ports (benchmarks/servers.py): a private Redis, one runner
+per model, the router with every model inline, the router with every model behind its
+runner, the seed design (FastAPI + in-process LightGBM + Redis) and the BentoML ``depends``
+gateway. wrk drives each scenario with one thread, so the other core is the server's. Prints
+three tables and writes them to docs/benchmarks.md:
+
+1. the default model's scenarios (cache hits, misses inline and through the runner,
+   batches), each beside its baseline;
+2. every model, inline and through its runner, with the seed baseline measured again right
+   before the model, plus each model's one-row and 1,000-row predict time on both paths;
+3. every runner's memory after loading and after ``runner_requests`` requests.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-import os
-import platform
-import secrets
 import shutil
-import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+import time
+from dataclasses import dataclass, field
 
+import aiohttp
+import numpy as np
+
+from benchmarks.inprocess import Memory, PredictTiming, process_memory, random_rows, time_paths
+from benchmarks.load import Result, batch_json, features_json, measure, predict_body
+from benchmarks.report import write_report
+from benchmarks.servers import BenchServers, store_has
 from benchmarks.settings import BenchSettings
-from services.runner.fleet import runner_home, runner_process
-from services.stack.launcher import missing_models, redis_answers
-from services.stack.processes import (
-    REPO_ROOT,
-    ManagedProcess,
-    free_port,
-    redis_server_argv,
-    start_all,
-    stop_all,
-)
-from winemeup.schema import SCHEMA
+from winemeup.runtimes import MODEL_NAMES
 
 logger = logging.getLogger("benchmarks")
-
-LUA = REPO_ROOT / "benchmarks" / "wrk" / "post.lua"
-
-
-@dataclass
-class Result:
-    """One wrk run: throughput and latency of one server in one scenario."""
-
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    rows_per_request: int = 1
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rps * self.rows_per_request
 
 
 @dataclass
 class Scenario:
-    """A scenario: ours against a baseline, with the target ratio (or floor) it must meet."""
+    """A scenario: ours against a baseline, with the goal it must meet."""
 
     name: str
     ours: Result
@@ -72,329 +47,186 @@ class Scenario:
     met: bool
 
 
-def wrk(url: str, body: str, *, api_key: str = "", connections: int, seconds: int, rows: int = 1) -> Result:
-    """Run wrk against ``url`` POSTing ``body`` (``%ALC%`` varies per request)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        fh.write(body)
-        body_file = fh.name
-    try:
-        env = {**os.environ, "WRK_BODY_FILE": body_file, "WRK_API_KEY": api_key}
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), url],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=seconds + 60,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(body_file)
-    figures = json.loads(out.strip().splitlines()[-1])
-    errors = sum(
-        figures[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
-    )
-    return Result(
-        requests=figures["requests"],
-        seconds=figures["duration_us"] / 1e6,
-        p50_ms=figures["p50_us"] / 1000,
-        p99_ms=figures["p99_us"] / 1000,
-        errors=errors,
-        rows_per_request=rows,
-    )
+@dataclass
+class ModelRow:
+    """One model of the per-model table."""
+
+    name: str
+    serving_path: str
+    inline: Result
+    runner: Result
+    baseline: Result
+    timings: dict[str, PredictTiming]
 
 
-def measure(
-    url: str,
-    body: str,
-    settings: BenchSettings,
-    *,
-    api_key: str = "",
-    connections: int | None = None,
-    rows: int = 1,
-) -> Result:
-    """A warm-up run (discarded), then the measured run."""
-    conns = connections or settings.connections
-    if settings.warmup_seconds:
-        wrk(url, body, api_key=api_key, connections=conns, seconds=settings.warmup_seconds, rows=rows)
-    return wrk(url, body, api_key=api_key, connections=conns, seconds=settings.duration_seconds, rows=rows)
+@dataclass
+class RunnerMemory:
+    """A runner's memory after loading and after serving requests."""
+
+    name: str
+    serving_path: str
+    loaded: Memory
+    after: Memory | None = None
+    requests: int = 0
 
 
-def features_json(vary: bool) -> str:
-    """The example red wine as JSON; with ``vary`` its alcohol is a per-request placeholder."""
-    features: dict[str, object] = dict(SCHEMA.example())
-    if vary:
-        features["alcohol"] = "__ALC__"
-    return json.dumps(features).replace('"__ALC__"', "%ALC%")
+@dataclass
+class BenchRun:
+    """Everything one run measured."""
+
+    settings: BenchSettings
+    scenarios: list[Scenario] = field(default_factory=list)
+    models: list[ModelRow] = field(default_factory=list)
+    memory: list[RunnerMemory] = field(default_factory=list)
 
 
-def batch_json(rows: int) -> str:
-    """``rows`` instances, each with its own varying alcohol, for the batch endpoints."""
-    one = features_json(vary=True)
-    return '{"instances": [' + ",".join([one] * rows) + "]}"
+class Runner:
+    """Runs the scenarios against started servers."""
 
-
-class Bench:
-    """Owns every process of the run; ``stop()`` stops them all."""
-
-    def __init__(self, settings: BenchSettings):
+    def __init__(self, servers: BenchServers, settings: BenchSettings):
+        self.servers = servers
         self.settings = settings
-        self.store = settings.model_store.resolve()
-        self.run_dir = settings.runs_dir.resolve()
-        self.logs = self.run_dir / "logs"
-        self.procs: list[ManagedProcess] = []
-        self.api_key = "bench-" + secrets.token_urlsafe(12)
+        self.key = servers.api_key
+        self.urls = servers.urls
 
-    def _proc(self, name: str, argv: list[str], env: dict[str, str], ready_url: str) -> ManagedProcess:
-        proc = ManagedProcess(
-            argv=argv,
-            log_path=self.logs / f"{name}.log",
-            env=env,
-            ready_url=ready_url,
-            ready_timeout=180,
-            name=name,
+    def _measure(self, url: str, body: str, *, api_key: str = "", connections: int = 0, rows: int = 1,
+                 seconds: int = 0) -> Result:  # fmt: skip
+        s = self.settings
+        return measure(
+            url,
+            body,
+            seconds=seconds or s.duration_seconds,
+            warmup_seconds=s.warmup_seconds,
+            connections=connections or s.connections,
+            api_key=api_key,
+            rows=rows,
         )
-        self.procs.append(proc)
-        return proc
 
-    def start(self) -> dict[str, str]:
-        """Start every server; return their base URLs by role."""
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        self.logs.mkdir(parents=True)
-        ports = {role: free_port() for role in ("redis", "runner", "inline", "routed", "fastapi", "gateway")}
-        redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
-        urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
-        bentoml_env = {"BENTOML_DO_NOT_TRACK": "True"}
+    def _baseline_miss(self, seconds: int = 0) -> Result:
+        return self._measure(self.urls["fastapi"] + "/predict", features_json(vary=True), seconds=seconds)
 
-        redis = ManagedProcess(
-            argv=redis_server_argv(ports["redis"]),
-            ready_check=lambda: redis_answers("127.0.0.1", ports["redis"]),
-            log_path=self.logs / "redis.log",
-            name="redis",
+    def default_model(self) -> list[Scenario]:
+        """The default model (LightGBM): hits, misses inline and via runner, a 1,000-row batch."""
+        inline, routed = self.urls["inline"] + "/v1/predict", self.urls["routed"] + "/v1/predict"
+        hit, miss = predict_body("lightgbm", vary=False), predict_body("lightgbm", vary=True)
+        out = []
+        logger.info("default model: cache hits")
+        ours = self._measure(inline, hit, api_key=self.key)
+        base = self._measure(self.urls["fastapi"] + "/predict", features_json(vary=False))
+        out.append(_scenario("cache hit (Redis), inline", ours, "seed: FastAPI + Redis", base, 8.0, 2.0))
+        logger.info("default model: inline misses")
+        ours, base = self._measure(inline, miss, api_key=self.key), self._baseline_miss()
+        out.append(_scenario("cache miss, inline", ours, "seed: FastAPI + Redis", base, 2.0, 10.0))
+        logger.info("default model: runner misses")
+        ours, base = self._measure(routed, miss, api_key=self.key), self._baseline_miss()
+        out.append(_scenario("cache miss, via runner", ours, "seed: FastAPI + Redis", base, 1.5, 10.0))
+        gateway = '{"features": ' + features_json(vary=True) + "}"
+        for conns in sorted({self.settings.connections, 4 * self.settings.connections}):
+            ours = self._measure(routed, miss, api_key=self.key, connections=conns)
+            base = self._measure(self.urls["gateway"] + "/predict", gateway, connections=conns)
+            out.append(
+                _scenario(f"cache miss, via runner, {conns} conns", ours, "BentoML depends", base, 2.0)
+            )
+        out.append(self._batch())
+        return out
+
+    def _batch(self) -> Scenario:
+        rows, conns = self.settings.batch_rows, self.settings.batch_connections
+        logger.info("default model: %d-row batches, %d client(s)", rows, conns)
+        ours = self._measure(
+            self.urls["inline"] + "/v1/predict/batch",
+            batch_json(rows, "lightgbm"),
+            api_key=self.key,
+            connections=conns,
+            rows=rows,
         )
-        self.procs.append(redis)
-        redis.start()
+        base = self._measure(
+            self.urls["fastapi"] + "/predict/batch", batch_json(rows), connections=conns, rows=rows
+        )
+        met = ours.rows_per_second >= 100_000
+        return Scenario(
+            f"{rows}-row batch, misses, inline, {conns} client(s)",
+            ours,
+            "seed: FastAPI (no cache)",
+            base,
+            ">= 100,000 rows/s",
+            met,
+        )
 
-        runner = runner_process("lightgbm", ports["runner"], self.store, self.run_dir)
-        self.procs.append(runner)
-        router_env = {
-            **bentoml_env,
-            "BENTOML_HOME": str(self.store),
-            "WINEMEUP_ROUTER_API_KEYS": self.api_key,
-            "WINEMEUP_ROUTER_ADMIN_API_KEYS": "admin-" + self.api_key,
-            "WINEMEUP_ROUTER_REDIS_URL": redis_url,
-            "WINEMEUP_ROUTER_MODELS": "lightgbm",
-            "WINEMEUP_ROUTER_LOG_LEVEL": "warning",
-            "WINEMEUP_ROUTER_INLINE_THREADS": str(self.settings.batch_threads),
-        }
-        router = [sys.executable, "-m", "services.router"]
-        inline = self._proc(
-            "router-inline",
-            router,
-            {
-                **router_env,
-                "WINEMEUP_ROUTER_PORT": str(ports["inline"]),
-                "WINEMEUP_ROUTER_PLACEMENT": "inline",
-            },
-            urls["inline"] + "/readyz",
-        )
-        routed = self._proc(
-            "router-runner",
-            router,
-            {
-                **router_env,
-                "WINEMEUP_ROUTER_PORT": str(ports["routed"]),
-                "WINEMEUP_ROUTER_PLACEMENT": "runner",
-                "WINEMEUP_ROUTER_RUNNER_URLS": json.dumps({"lightgbm": urls["runner"]}),
-            },
-            urls["routed"] + "/readyz",
-        )
-        fastapi = self._proc(
-            "baseline-fastapi",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "benchmarks.baseline_fastapi:app",
-                "--port",
-                str(ports["fastapi"]),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            {
-                **bentoml_env,
-                "BENTOML_HOME": str(self.store),
-                "WINEMEUP_BASELINE_REDIS_URL": redis_url,
-                "WINEMEUP_BASELINE_BATCH_THREADS": str(self.settings.batch_threads),
-            },
-            urls["fastapi"] + "/docs",
-        )
-        gateway = self._proc(
-            "baseline-depends",
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "benchmarks.baseline_bentoml:DependsGateway",
-                "--port",
-                str(ports["gateway"]),
-            ],
-            {
-                **bentoml_env,
-                "BENTOML_HOME": str(runner_home(self.store, self.run_dir / "gateway-home")),
-                "WINEMEUP_BASELINE_RUNNER_URL": urls["runner"],
-                "WINEMEUP_RUNNER_MODEL": "lightgbm",
-            },
-            urls["gateway"] + "/readyz",
-        )
-        start_all([runner])
-        start_all([inline, routed, fastapi, gateway])
-        return urls
-
-    def stop(self) -> None:
-        stop_all(self.procs)
+    def per_model(self, name: str, serving_path: str) -> ModelRow:
+        """One model inline and through its runner, the seed baseline measured right before."""
+        seconds = self.settings.model_duration_seconds
+        body = predict_body(name, vary=True)
+        logger.info("model %s: baseline, inline, runner", name)
+        baseline = self._baseline_miss(seconds)
+        inline = self._measure(self.urls["inline"] + "/v1/predict", body, api_key=self.key, seconds=seconds)
+        runner = self._measure(self.urls["routed"] + "/v1/predict", body, api_key=self.key, seconds=seconds)
+        timings = time_paths(name, self.servers.store, seed=time.time_ns() % 2**31)
+        return ModelRow(name, serving_path, inline, runner, baseline, timings)
 
 
-def run(settings: BenchSettings) -> list[Scenario]:
-    """Every scenario, in order; each server is idle while another is measured."""
-    bench = Bench(settings)
-    missing = missing_models(bench.store, ["lightgbm"])
+def _scenario(
+    name: str, ours: Result, baseline_name: str, base: Result, ratio: float, p99_ms: float | None = None
+) -> Scenario:
+    met = ours.rps >= ratio * base.rps and (p99_ms is None or ours.p99_ms < p99_ms)
+    target = f">= {ratio:g}x" + (f", p99 < {p99_ms:g} ms" if p99_ms is not None else "")
+    return Scenario(name, ours, baseline_name, base, target, met)
+
+
+async def _drive_runner(url: str, requests: int, seed: int, concurrency: int = 4) -> int:
+    """Send ``requests`` one-row /predict calls of fresh random wines to a runner."""
+    rows = random_rows(requests, seed).tolist()
+    done = 0
+
+    async def worker(session: aiohttp.ClientSession, start: int) -> None:
+        nonlocal done
+        for i in range(start, requests, concurrency):
+            async with session.post(url + "/predict", json={"rows": [rows[i]]}) as response:
+                await response.read()
+                done += response.status == 200
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session, k) for k in range(concurrency)))
+    return done
+
+
+def _serving_paths(servers: BenchServers) -> dict[str, str]:
+    import httpx
+
+    out = {}
+    for name, url in servers.runner_urls.items():
+        out[name] = httpx.post(url + "/metadata", json={}, timeout=10).json()["serving"]["path"]
+    return out
+
+
+def run(settings: BenchSettings) -> BenchRun:
+    """Every measurement, in order; each server is idle while another is measured."""
+    servers = BenchServers(settings)
+    missing = store_has(servers.store, MODEL_NAMES)
     if missing:
-        raise SystemExit(f"no lightgbm model in {bench.store}: run `make train` (or `make train-fast`) first")
-    urls = bench.start()
+        raise SystemExit(f"models {missing} are not in {servers.store}: run `make train` first")
+    result = BenchRun(settings)
+    servers.start()
     try:
-        key = bench.api_key
-        hit_body = '{"model": "lightgbm", "features": ' + features_json(vary=False) + "}"
-        miss_body = '{"model": "lightgbm", "features": ' + features_json(vary=True) + "}"
-        gateway_body = '{"features": ' + features_json(vary=True) + "}"
-        rows = settings.batch_rows
-        ours_batch_body = batch_json(rows)[:-1] + ', "model": "lightgbm"}'
-        scenarios: list[Scenario] = []
-
-        logger.info("cache hits")
-        ours = measure(urls["inline"] + "/v1/predict", hit_body, settings, api_key=key)
-        base = measure(urls["fastapi"] + "/predict", features_json(vary=False), settings)
-        scenarios.append(
-            Scenario(
-                "cache hit (Redis), inline",
-                ours,
-                "FastAPI + Redis",
-                base,
-                ">= 1.5x, p99 < 10 ms",
-                ours.rps >= 1.5 * base.rps and ours.p99_ms < 10,
-            )
-        )
-
-        logger.info("inline misses")
-        ours = measure(urls["inline"] + "/v1/predict", miss_body, settings, api_key=key)
-        base = measure(urls["fastapi"] + "/predict", features_json(vary=True), settings)
-        scenarios.append(
-            Scenario(
-                "cache miss, inline", ours, "FastAPI + Redis", base, ">= 1.2x", ours.rps >= 1.2 * base.rps
-            )
-        )
-
-        for conns in sorted({settings.connections, 4 * settings.connections}):
-            # Router-side micro-batching needs concurrent misses to gather: show both loads.
-            logger.info("runner misses, %d connections", conns)
-            ours = measure(
-                urls["routed"] + "/v1/predict", miss_body, settings, api_key=key, connections=conns
-            )
-            base = measure(urls["gateway"] + "/predict", gateway_body, settings, connections=conns)
-            scenarios.append(
-                Scenario(
-                    f"cache miss, via runner, {conns} conns",
-                    ours,
-                    "BentoML depends",
-                    base,
-                    ">= 2x",
-                    ours.rps >= 2 * base.rps,
+        paths = _serving_paths(servers)
+        for name, proc in servers.runners.items():
+            assert proc.pid is not None
+            result.memory.append(RunnerMemory(name, paths.get(name, "-"), process_memory(proc.pid)))
+        bench = Runner(servers, settings)
+        result.scenarios = bench.default_model()
+        result.models = [bench.per_model(name, paths[name]) for name in MODEL_NAMES]
+        for entry in result.memory:
+            if entry.name in servers.runner_urls and settings.runner_requests:
+                url = servers.runner_urls[entry.name]
+                entry.requests = asyncio.run(
+                    _drive_runner(url, settings.runner_requests, seed=time.time_ns())
                 )
-            )
-
-        logger.info("batches of %d rows", rows)
-        ours = measure(
-            urls["inline"] + "/v1/predict/batch",
-            ours_batch_body,
-            settings,
-            api_key=key,
-            connections=settings.batch_connections,
-            rows=rows,
-        )
-        base = measure(
-            urls["fastapi"] + "/predict/batch",
-            batch_json(rows),
-            settings,
-            connections=settings.batch_connections,
-            rows=rows,
-        )
-        scenarios.append(
-            Scenario(
-                f"{rows}-row batch, misses, inline",
-                ours,
-                "FastAPI (no cache)",
-                base,
-                ">= 50,000 rows/s",
-                ours.rows_per_second >= 50_000,
-            )
-        )
-        failures = [
-            (s.name, who, r.errors)
-            for s in scenarios
-            for who, r in (("WineMeUp", s.ours), (s.baseline_name, s.baseline))
-            if r.errors
-        ]
-        if failures:
-            logger.warning(
-                "requests with errors (connect/read/write/non-2xx/timeout): %s; logs in %s",
-                failures,
-                bench.logs,
-            )
-        return scenarios
+            pid = servers.runners[entry.name].pid
+            assert pid is not None
+            entry.after = process_memory(pid)
+        return result
     finally:
-        bench.stop()
-
-
-def table(scenarios: list[Scenario], settings: BenchSettings) -> str:
-    """The results as a Markdown table with the run's context."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}; wrk, 1 thread, {settings.connections} connections "
-        f"unless the row says otherwise (batches: {settings.batch_connections}), "
-        f"{settings.duration_seconds} s per run after {settings.warmup_seconds} s warm-up; "
-        f"all servers on loopback, one worker process each; a large batch predict may use "
-        f"{settings.batch_threads} native threads in the router and the FastAPI baseline alike.",
-        "",
-        "| scenario | WineMeUp req/s | p50 ms | p99 ms | baseline | baseline req/s | p50 ms | p99 ms "
-        "| ratio | target | met |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
-    ]
-    for s in scenarios:
-        b = s.baseline
-        ours_rate, base_rate = f"{s.ours.rps:,.0f}", f"{b.rps:,.0f}"
-        if s.ours.rows_per_request > 1:
-            ours_rate += f" ({s.ours.rows_per_second:,.0f} rows/s)"
-            base_rate += f" ({b.rows_per_second:,.0f} rows/s)"
-        ratio = f"{s.ours.rps / b.rps:.2f}x" if b.rps else "n/a"
-        met = "yes" if s.met else "NO"
-        lines.append(
-            f"| {s.name} | {ours_rate} | {s.ours.p50_ms:.2f} | {s.ours.p99_ms:.2f} | {s.baseline_name} "
-            f"| {base_rate} | {b.p50_ms:.2f} | {b.p99_ms:.2f} | {ratio} | {s.target} | {met} |"
-        )
-    return "\n".join(lines) + "\n"
+        servers.stop()
 
 
 def main() -> int:
@@ -403,17 +235,12 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed: run `make setup` (Debian package wrk)", file=sys.stderr)
         return 2
-    scenarios = run(settings)
-    text = table(scenarios, settings)
+    np.seterr(all="ignore")
+    result = run(settings)
+    text = write_report(result, settings.output)
     print(text)
-    out = settings.output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        "# Benchmarks\n\nWritten by `make bench` (`python -m benchmarks`); see README.md for what each "
-        "scenario measures.\n\n" + text
-    )
-    print(f"written to {out}")
-    return 0 if all(s.met for s in scenarios) else 1
+    print(f"written to {settings.output}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from winemeup.runtimes import load_runtime
 from winemeup.schema import SCHEMA, quality_grade
 
 settings = BaselineSettings()
-runtime = load_runtime(settings.model, batch_threads=settings.batch_threads)
+# The seed design: the framework's own predict in-process (never the ONNX artifact).
+runtime = load_runtime(settings.model, batch_threads=settings.batch_threads, path="framework")
 cache = aioredis.Redis.from_url(settings.redis_url)
 
 _fields: dict[str, Any] = {

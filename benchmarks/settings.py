@@ -14,13 +14,19 @@ class BenchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WINEMEUP_BENCH_", extra="ignore")
 
     model_store: Path = Field(Path(".bentoml"), description="BentoML home with the trained models.")
-    duration_seconds: int = Field(10, gt=0, description="Length of one wrk run.")
+    duration_seconds: int = Field(
+        10, gt=0, description="Length of one wrk run of the default model's scenarios."
+    )
+    model_duration_seconds: int = Field(
+        6, gt=0, description="Length of one wrk run in the per-model table (inline, runner, baseline)."
+    )
+    runner_requests: int = Field(
+        10_000, ge=0, description="Requests sent to each runner before its memory is measured again."
+    )
     warmup_seconds: int = Field(2, ge=0, description="Length of the unrecorded warm-up run before each.")
     connections: int = Field(4, gt=0, description="Concurrent connections of the single-row scenarios.")
     batch_rows: int = Field(1000, gt=0, description="Rows per request in the batch scenario.")
-    batch_connections: int = Field(
-        2, gt=0, description="Concurrent batch clients (one parses while the other's rows are predicted)."
-    )
+    batch_connections: int = Field(1, gt=0, description="Concurrent batch clients (the goal is for one).")
     batch_threads: int = Field(
         2,
         gt=0,

@@ -1,6 +1,8 @@
--- POSTs the JSON body in $WRK_BODY_FILE. Every "%ALC%" in it is replaced, per request, by a
--- fresh random alcohol value, so each request is a cache miss; a body without it is sent
--- unchanged (cache hits). Prints one JSON line of figures when done.
+-- POSTs the JSON body in $WRK_BODY_FILE. Every "%R:lo:hi%" in it is replaced, per request, by
+-- a fresh random number between lo and hi, so each request is a fresh random wine (a cache
+-- miss); a body without placeholders is sent unchanged (cache hits). The generator is seeded
+-- per run and per thread, so a repeated run against the same Redis still misses. Prints one
+-- JSON line of figures when done.
 local template
 local dynamic = false
 
@@ -12,18 +14,19 @@ function init(args)
   wrk.headers["Content-Type"] = "application/json"
   local key = os.getenv("WRK_API_KEY")
   if key and key ~= "" then wrk.headers["X-API-Key"] = key end
-  dynamic = template:find("%ALC%", 1, true) ~= nil
+  dynamic = template:find("%R:", 1, true) ~= nil
   if not dynamic then wrk.body = template end
-  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  local seed = tonumber(os.getenv("WRK_SEED") or "") or os.time()
+  math.randomseed(seed + math.floor(os.clock() * 1e6))
 end
 
-local function alcohol()
-  return string.format("%.9f", 8.5 + math.random() * 5.5)
+local function random_between(lo, hi)
+  return string.format("%.9f", tonumber(lo) + math.random() * (tonumber(hi) - tonumber(lo)))
 end
 
 function request()
   if dynamic then
-    return wrk.format(nil, nil, nil, (template:gsub("%%ALC%%", alcohol)))
+    return wrk.format(nil, nil, nil, (template:gsub("%%R:([%d%.]+):([%d%.]+)%%", random_between)))
   end
   return wrk.format()
 end

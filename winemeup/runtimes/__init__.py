@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -111,7 +112,7 @@ def load_runtime(
     reason = "framework path requested"
     if path != FRAMEWORK:
         try:
-            runtime = load_accelerated(entry, framework, batch_threads)
+            runtime: ModelRuntime = load_accelerated(entry, framework, batch_threads)
         except AcceleratedUnavailable as e:
             if path == ONNX:
                 raise
@@ -137,25 +138,22 @@ def load_runtime(
 def _with_large_batches(
     entry: StoreEntry, framework: str, runtime: ModelRuntime, batch_threads: int
 ) -> ModelRuntime:
-    """Hand batches from the measured crossover on to the framework, where it is installed."""
+    """Hand batches from the measured crossover on to the framework (loaded when first needed)."""
     crossover = runtime.info.serving.get("crossover_rows")
     if crossover is None:
         return runtime
-    try:
-        large = load_framework(entry, framework, batch_threads)
-    except ImportError as e:
+    if any(importlib.util.find_spec(module) is None for module in ("bentoml", framework)):
         logger.info(
-            "model %s: %s is faster from %d rows but not installed (%s): ONNX serves every size",
+            "model %s: %s is faster from %d rows but not installed: ONNX serves every size",
             entry.tag,
             framework,
             crossover,
-            e,
         )
         return runtime
-    logger.info(
-        "model %s: batches of %d rows or more go to %s (faster there)", entry.tag, crossover, framework
+    logger.info("model %s: batches of %d rows or more go to %s", entry.tag, crossover, framework)
+    return SizeDispatchRuntime(
+        runtime, lambda: load_framework(entry, framework, batch_threads), int(crossover)
     )
-    return SizeDispatchRuntime(runtime, large, int(crossover))
 
 
 def load_framework(entry: StoreEntry, framework: str, batch_threads: int = 1) -> ModelRuntime:

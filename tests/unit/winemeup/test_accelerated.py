@@ -135,10 +135,12 @@ def test_crossover_is_where_the_framework_stays_faster() -> None:
     def timing(rows: int, framework: float, onnx: float) -> dict[str, float]:
         return {"rows": rows, "framework_seconds": framework, "onnx_seconds": onnx}
 
-    assert crossover_rows([timing(1, 2.0, 1.0), timing(1000, 9.0, 10.0)]) == 1000
+    assert crossover_rows([timing(1, 2.0, 1.0), timing(1000, 7.0, 10.0)]) == 1000
     assert crossover_rows([timing(1, 2.0, 1.0), timing(100, 1.0, 2.0), timing(1000, 1.0, 9.0)]) == 100
     # Faster at 100 but not at 1,000: no crossover (the largest size decides).
     assert crossover_rows([timing(100, 1.0, 2.0), timing(1000, 3.0, 2.0)]) is None
+    # Within the margin is noise, not a crossover.
+    assert crossover_rows([timing(1000, 9.0, 10.0)]) is None
     assert crossover_rows([]) is None
 
 
@@ -156,7 +158,8 @@ def test_size_dispatch_sends_large_batches_to_the_framework(model_store: Path, t
 
     assert runtime.info.serving["crossover_rows"] == 100
     calls: list[str] = []
-    accelerated, framework = runtime.accelerated, runtime.framework_runtime  # type: ignore[attr-defined]
+    assert runtime._framework is None  # type: ignore[attr-defined]  # loaded on the first large batch
+    accelerated, framework = runtime.accelerated, runtime.framework_runtime()  # type: ignore[attr-defined]
     for label, part in (("onnx", accelerated), ("framework", framework)):
         inner = part._predict
         part._predict = lambda rows, inner=inner, label=label: calls.append(label) or inner(rows)

@@ -1,0 +1,133 @@
+"""Load generation: wrk runs on loopback and the request bodies they send.
+
+A "miss" body carries ``%R:lo:hi%`` placeholders that benchmarks/wrk/post.lua replaces per
+request with fresh random numbers (seeded per run), so every request is a new wine and never
+a cache hit, even against a Redis that earlier runs filled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+from services.stack.processes import REPO_ROOT
+from winemeup.schema import SCHEMA
+
+LUA = REPO_ROOT / "benchmarks" / "wrk" / "post.lua"
+
+RANDOM_RANGES: dict[str, tuple[float, float]] = {
+    "fixed_acidity": (5.5, 10.5),
+    "volatile_acidity": (0.15, 0.9),
+    "citric_acid": (0.0, 0.6),
+    "residual_sugar": (1.2, 15.0),
+    "chlorides": (0.025, 0.12),
+    "free_sulfur_dioxide": (5.0, 60.0),
+    "total_sulfur_dioxide": (60.0, 200.0),
+    "density": (0.990, 1.0),
+    "ph": (2.95, 3.55),
+    "sulphates": (0.35, 0.85),
+    "alcohol": (8.8, 13.5),
+}
+"""Where a random wine's measurements fall (about the data set's 5th to 95th percentiles; free
+SO2 stays below total SO2, as the schema requires)."""
+
+
+@dataclass
+class Result:
+    """One wrk run: throughput and latency of one server in one scenario."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    rows_per_request: int = 1
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rps * self.rows_per_request
+
+
+def features_json(vary: bool) -> str:
+    """The example red wine as JSON; with ``vary`` each measurement is a per-request random number."""
+    features: dict[str, object] = dict(SCHEMA.example())
+    if not vary:
+        return json.dumps(features)
+    for name, (low, high) in RANDOM_RANGES.items():
+        features[name] = f"__R:{low}:{high}__"
+    text = json.dumps(features)
+    for low, high in RANDOM_RANGES.values():
+        text = text.replace(f'"__R:{low}:{high}__"', f"%R:{low}:{high}%")
+    return text
+
+
+def predict_body(model: str | None, vary: bool) -> str:
+    """A ``/v1/predict`` body for ``model`` (none: the default model)."""
+    named = f'"model": "{model}", ' if model else ""
+    return "{" + named + '"features": ' + features_json(vary) + "}"
+
+
+def batch_json(rows: int, model: str | None = None) -> str:
+    """``rows`` random instances for the batch endpoints."""
+    named = f', "model": "{model}"' if model else ""
+    return '{"instances": [' + ",".join([features_json(vary=True)] * rows) + "]" + named + "}"
+
+
+def wrk(url: str, body: str, *, api_key: str = "", connections: int, seconds: int, rows: int = 1) -> Result:
+    """Run wrk (one thread) against ``url``, POSTing ``body``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        fh.write(body)
+        body_file = fh.name
+    try:
+        env = {
+            **os.environ,
+            "WRK_BODY_FILE": body_file,
+            "WRK_API_KEY": api_key,
+            "WRK_SEED": str(time.time_ns() % 2**31),
+        }
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(body_file)
+    figures = json.loads(out.strip().splitlines()[-1])
+    errors = sum(
+        figures[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
+    return Result(
+        requests=figures["requests"],
+        seconds=figures["duration_us"] / 1e6,
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        errors=errors,
+        rows_per_request=rows,
+    )
+
+
+def measure(
+    url: str,
+    body: str,
+    *,
+    seconds: int,
+    warmup_seconds: int,
+    connections: int,
+    api_key: str = "",
+    rows: int = 1,
+) -> Result:
+    """A warm-up run (discarded), then the measured run."""
+    if warmup_seconds:
+        wrk(url, body, api_key=api_key, connections=connections, seconds=warmup_seconds, rows=rows)
+    return wrk(url, body, api_key=api_key, connections=connections, seconds=seconds, rows=rows)

@@ -1,0 +1,147 @@
+"""Every server of a benchmark run, started on free loopback ports and stopped together.
+
+* a private Redis (a clean cache: no earlier run's scores);
+* one runner per model (``bentoml serve``), plus an "empty" runner whose store holds no
+  model: its memory is what BentoML and our code cost before any model is loaded;
+* the router with every model inline, and the router with every model behind its runner;
+* the seed design's baseline (FastAPI + in-process LightGBM through the framework + Redis);
+* the BentoML ``depends`` gateway calling the LightGBM runner.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks.settings import BenchSettings
+from services.runner.fleet import runner_home, runner_process
+from services.stack.launcher import redis_answers
+from services.stack.processes import ManagedProcess, free_port, redis_server_argv, start_all, stop_all
+from winemeup.runtimes import MODEL_NAMES
+
+BENTOML_ENV = {"BENTOML_DO_NOT_TRACK": "True"}
+
+
+class BenchServers:
+    """Owns every process of the run; ``stop()`` stops them all."""
+
+    def __init__(self, settings: BenchSettings, models: tuple[str, ...] = MODEL_NAMES):
+        self.settings = settings
+        self.models = models
+        self.store = settings.model_store.resolve()
+        self.run_dir = settings.runs_dir.resolve()
+        self.logs = self.run_dir / "logs"
+        self.procs: list[ManagedProcess] = []
+        self.runners: dict[str, ManagedProcess] = {}
+        self.api_key = "bench-" + secrets.token_urlsafe(12)
+        self.urls: dict[str, str] = {}
+        self.runner_urls: dict[str, str] = {}
+
+    def _proc(self, name: str, argv: list[str], env: dict[str, str], ready_url: str) -> ManagedProcess:
+        proc = ManagedProcess(
+            argv=argv,
+            log_path=self.logs / f"{name}.log",
+            env=env,
+            ready_url=ready_url,
+            ready_timeout=240,
+            name=name,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        """Start every server; ``urls`` and ``runner_urls`` then hold their base URLs."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.logs.mkdir(parents=True)
+        ports = {role: free_port() for role in ("redis", "inline", "routed", "fastapi", "gateway", "empty")}
+        self.urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
+        redis_url = self._start_redis(ports["redis"])
+        for model in self.models:
+            port = free_port()
+            self.runners[model] = runner_process(model, port, self.store, self.run_dir, ready_timeout=240)
+            self.runner_urls[model] = f"http://127.0.0.1:{port}"
+        self.procs.extend(self.runners.values())
+        start_all(list(self.runners.values()))
+        routers = [
+            self._router("inline", ports["inline"], redis_url),
+            self._router("routed", ports["routed"], redis_url),
+        ]
+        start_all([*routers, self._fastapi(ports["fastapi"], redis_url), self._gateway(ports["gateway"])])
+        self._start_empty_runner(ports["empty"])
+
+    def _start_redis(self, port: int) -> str:
+        redis = ManagedProcess(
+            argv=redis_server_argv(port),
+            ready_check=lambda: redis_answers("127.0.0.1", port),
+            log_path=self.logs / "redis.log",
+            name="redis",
+        )
+        self.procs.append(redis)
+        redis.start()
+        return f"redis://127.0.0.1:{port}/0"
+
+    def _router(self, role: str, port: int, redis_url: str) -> ManagedProcess:
+        env = {
+            **BENTOML_ENV,
+            "WINEMEUP_ROUTER_MODEL_STORE": str(self.store),
+            "WINEMEUP_ROUTER_API_KEYS": self.api_key,
+            "WINEMEUP_ROUTER_ADMIN_API_KEYS": "admin-" + self.api_key,
+            "WINEMEUP_ROUTER_REDIS_URL": redis_url,
+            "WINEMEUP_ROUTER_MODELS": ",".join(self.models),
+            "WINEMEUP_ROUTER_DEFAULT_MODEL": "lightgbm",
+            "WINEMEUP_ROUTER_LOG_LEVEL": "warning",
+            "WINEMEUP_ROUTER_INLINE_THREADS": str(self.settings.batch_threads),
+            "WINEMEUP_ROUTER_PORT": str(port),
+        }
+        if role == "inline":
+            env["WINEMEUP_ROUTER_PLACEMENT"] = "inline"
+        else:
+            env["WINEMEUP_ROUTER_PLACEMENT"] = "runner"
+            env["WINEMEUP_ROUTER_RUNNER_URLS"] = json.dumps(self.runner_urls)
+        name = "router-inline" if role == "inline" else "router-runner"
+        return self._proc(name, [sys.executable, "-m", "services.router"], env, self.urls[role] + "/readyz")
+
+    def _fastapi(self, port: int, redis_url: str) -> ManagedProcess:
+        argv = [sys.executable, "-m", "uvicorn", "benchmarks.baseline_fastapi:app", "--port", str(port)]
+        argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+        env = {
+            **BENTOML_ENV,
+            "BENTOML_HOME": str(self.store),
+            "WINEMEUP_BASELINE_REDIS_URL": redis_url,
+            "WINEMEUP_BASELINE_BATCH_THREADS": str(self.settings.batch_threads),
+        }
+        return self._proc("baseline-fastapi", argv, env, self.urls["fastapi"] + "/docs")
+
+    def _gateway(self, port: int) -> ManagedProcess:
+        argv = [sys.executable, "-m", "bentoml", "serve", "benchmarks.baseline_bentoml:DependsGateway"]
+        env = {
+            **BENTOML_ENV,
+            "BENTOML_HOME": str(runner_home(self.store, self.run_dir / "gateway-home")),
+            "WINEMEUP_BASELINE_RUNNER_URL": self.runner_urls["lightgbm"],
+            "WINEMEUP_RUNNER_MODEL": "lightgbm",
+        }
+        return self._proc(
+            "baseline-depends", [*argv, "--port", str(port)], env, self.urls["gateway"] + "/readyz"
+        )
+
+    def _start_empty_runner(self, port: int) -> None:
+        """A runner over an empty store: alive, never ready (it has no model to load)."""
+        empty_store = self.run_dir / "empty-store"
+        (empty_store / "models").mkdir(parents=True)
+        proc = runner_process("lightgbm", port, empty_store, self.run_dir / "empty")
+        proc.ready_url = self.urls["empty"] + "/livez"
+        proc.ready_statuses = (200, 503)  # it answers: served, with nothing to serve
+        self.procs.append(proc)
+        self.runners["(no model)"] = proc
+        proc.start()
+
+    def stop(self) -> None:
+        stop_all(self.procs)
+
+
+def store_has(store: Path, models: tuple[str, ...]) -> list[str]:
+    """The models missing from ``store``."""
+    return [m for m in models if not (store / "models" / m / "latest").is_file()]
