@@ -123,8 +123,11 @@ lock: venv ## Re-pin requirements/*.lock from the requirements/*.in files (after
 
 .PHONY: env-sizes
 env-sizes: venv ## Build a fresh venv from each lock, check its imports, write the sizes to docs/env-sizes.md (slow)
-	bash scripts/env-sizes.sh > docs/env-sizes.md.tmp
-	mv docs/env-sizes.md.tmp docs/env-sizes.md
+	bash scripts/env-sizes.sh > .env-sizes.tmp
+	awk 'FNR == NR {table = table $$0 "\n"; next} /env-sizes:begin/ {print; printf "%s", table; skip = 1; next} \
+	     /env-sizes:end/ {skip = 0} !skip' .env-sizes.tmp docs/env-sizes.md > .env-sizes.md.tmp
+	mv .env-sizes.md.tmp docs/env-sizes.md
+	rm -f .env-sizes.tmp
 	cat docs/env-sizes.md
 
 .PHONY: format
