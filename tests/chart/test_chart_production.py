@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_render import CHART, VALUES_FILES, Render, helm_template, parse, tool
+import yaml
+from chart_render import CHART, VALUES_FILES, Render, helm_template, parse, tool, which
 
 pytestmark = pytest.mark.chart
 
@@ -345,3 +347,83 @@ def test_notes_warn_when_keys_were_generated() -> None:
     assert "auth.existingSecret" in generated and "redis.auth.existingSecret" in generated
     gitops = _notes("--set", "auth.existingSecret=keys", "--set", "redis.auth.existingSecret=redis")
     assert "WARNING" not in gitops
+
+
+def test_model_alerts_fire_when_a_runner_is_down(renders: dict[str, Render], tmp_path: Path) -> None:
+    """`promtool test rules`: svr unready in both router pods fires WineMeUpModelNotReady for
+    svr only; the default model (lightgbm) unready everywhere fires
+    WineMeUpDefaultModelUnavailable; one pod still serving it keeps that alert quiet."""
+    promtool = which("promtool")
+    rule = renders["all-features"].of_kind("PrometheusRule")[0]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    router = 'namespace="winemeup", service="wm-winemeup-router"'
+
+    def series(
+        name: str, pod: str, model: str, values: str, placement: str | None = "runner"
+    ) -> dict[str, str]:
+        extra = f', placement="{placement}"' if placement else ""
+        return {"series": f'{name}{{{router}, pod="{pod}", model="{model}"{extra}}}', "values": values}
+
+    ready, default = "winemeup_router_model_ready", "winemeup_router_default_model"
+    inputs = [
+        series(ready, "a", "svr", "0x30"),
+        series(ready, "b", "svr", "0x30"),
+        series(ready, "a", "xgboost", "1x30"),
+        series(ready, "b", "xgboost", "0x30"),  # one pod still serves it: no alert
+        # lightgbm: unready everywhere from minute 10 on
+        series(ready, "a", "lightgbm", "1x9 0x20"),
+        series(ready, "b", "lightgbm", "1x9 0x20"),
+        series(default, "a", "lightgbm", "1x30", None),
+        series(default, "b", "lightgbm", "1x30", None),
+        series(default, "a", "svr", "0x30", None),
+        series(default, "b", "svr", "0x30", None),
+    ]
+    labels = {"team": "ml-platform"}
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "8m",
+                        "alertname": "WineMeUpModelNotReady",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "model": "svr", **labels},
+                                "exp_annotations": {
+                                    "summary": "A WineMeUp model cannot answer.",
+                                    "description": "No router pod in winemeup can serve model svr: its runner"
+                                    " is down or its load failed. Requests naming it answer 503.",
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "8m", "alertname": "WineMeUpDefaultModelUnavailable", "exp_alerts": []},
+                    {
+                        "eval_time": "14m",
+                        "alertname": "WineMeUpDefaultModelUnavailable",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "model": "lightgbm", **labels},
+                                "exp_annotations": {
+                                    "summary": "The WineMeUp default model cannot answer.",
+                                    "description": "The default model lightgbm in winemeup is not ready in"
+                                    " any router pod: requests that name no model (and the UI)"
+                                    " answer 503 except for cached wines. Fix its runner or switch"
+                                    " the default (PUT /v1/models/default).",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
