@@ -252,48 +252,54 @@ class RunnerClient:
 
         self.session = session
         self.base_url = base_url.rstrip("/")
-        self._predict_url = self.base_url + "/predict"
+        self._predict_url = self.base_url + "/binary/predict"
         self._metadata_url = self.base_url + "/metadata"
         self._readyz_url = self.base_url + "/readyz"
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._headers = {"Content-Type": "application/json"}
+        self._binary_headers = {"Content-Type": "application/octet-stream"}
 
-    async def _post(self, url: str, payload: bytes) -> Any:
+    async def _post(
+        self, url: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[bytes, Any]:
+        """POST ``payload``; the body and headers of a 200 answer, RunnerUnreachable otherwise."""
         import aiohttp
 
         try:
             async with self.session.post(
-                url, data=payload, headers=self._headers, timeout=self._timeout
+                url, data=payload, headers=headers or self._headers, timeout=self._timeout
             ) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     snippet = body[:200].decode(errors="replace")
                     raise RunnerUnreachable(f"runner answered HTTP {resp.status}: {snippet}")
+                return body, resp.headers
         except TimeoutError as e:
             raise RunnerUnreachable(f"no answer within {self._timeout.total:g}s", timeout=True) from e
         except aiohttp.ClientError as e:
             raise RunnerUnreachable(f"{type(e).__name__}: {e}") from e
+
+    async def _post_json(self, url: str, payload: bytes) -> Any:
+        body, _ = await self._post(url, payload)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as e:
             raise RunnerUnreachable(f"runner answered invalid JSON: {e}") from e
 
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:
-        """``POST /predict {"rows": [...]}`` -> (scores, model_version)."""
-        payload = orjson.dumps({"rows": matrix}, option=orjson.OPT_SERIALIZE_NUMPY)
-        answer = await self._post(self._predict_url, payload)
-        try:
-            scores = np.asarray(answer["scores"], dtype=np.float64)
-            version = str(answer["model_version"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise RunnerUnreachable(f"runner answer lacks scores/model_version: {e}") from e
-        if scores.shape != (matrix.shape[0],):
-            raise RunnerUnreachable(f"runner returned {scores.shape} scores for {matrix.shape[0]} rows")
-        return scores, version
+        """``POST /binary/predict`` with float64 rows -> (scores, model_version)."""
+        payload = np.ascontiguousarray(matrix, dtype="<f8").tobytes()
+        body, headers = await self._post(self._predict_url, payload, self._binary_headers)
+        version = headers.get("X-Model-Version")
+        if not version or len(body) != 8 * matrix.shape[0]:
+            raise RunnerUnreachable(
+                f"runner returned {len(body)} bytes (version {version!r}) for {matrix.shape[0]} rows"
+            )
+        return np.frombuffer(body, dtype="<f8").copy(), version
 
     async def metadata(self) -> dict[str, Any]:
         """``POST /metadata {}`` -> name, version, framework, labels, metadata."""
-        answer = await self._post(self._metadata_url, b"{}")
+        answer = await self._post_json(self._metadata_url, b"{}")
         if not isinstance(answer, dict) or "version" not in answer:
             raise RunnerUnreachable("runner metadata lacks a version")
         return answer

@@ -77,6 +77,33 @@ def check_rows(rows: Any, max_rows: int) -> np.ndarray:
     return matrix
 
 
+BINARY_ROWS_TYPE = "application/octet-stream"
+"""Content type of the binary predict route: little-endian float64 rows, 12 values each."""
+
+
+def decode_rows(body: bytes, max_rows: int) -> np.ndarray:
+    """The model-input matrix of a binary body (row-major little-endian float64); typed errors."""
+    row_bytes = WIDTH * 8
+    if len(body) % row_bytes:
+        raise InvalidRowsError(
+            f"body must be whole rows of {WIDTH} float64 values ({row_bytes} bytes each), "
+            f"got {len(body)} bytes",
+            [FieldError("body", f"length {len(body)} is not a multiple of {row_bytes}")],
+        )
+    count = len(body) // row_bytes
+    if count > max_rows:
+        raise BatchTooLargeError(
+            f"batch of {count} rows exceeds batch_max_rows={max_rows}",
+            [FieldError("body", f"at most {max_rows} rows per call, got {count}")],
+        )
+    matrix = np.frombuffer(body, dtype="<f8").reshape(count, WIDTH)
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        where = [FieldError(f"rows[{i}][{j}]", "must be a finite number") for i, j in np.argwhere(bad)[:10]]
+        raise InvalidRowsError("rows must hold finite numbers", where)
+    return matrix
+
+
 def check_features(features: Any) -> list[float]:
     """The model-input row of one instance (API names or training headers); typed error otherwise."""
     row, errors = SCHEMA.check(features, prefix="features.")
@@ -171,6 +198,13 @@ class ModelServer:
         matrix = check_rows(rows, self.batch_max_rows)
         scores = runtime.predict(matrix) if len(matrix) else np.empty(0)
         return {"model": runtime.info.name, "model_version": runtime.info.version, "scores": scores.tolist()}
+
+    def predict_binary(self, body: bytes) -> tuple[bytes, str]:
+        """Scores of a binary batch (see :func:`decode_rows`) as float64 bytes, and the version."""
+        runtime = self.runtime
+        matrix = decode_rows(body, self.batch_max_rows)
+        scores = runtime.predict(matrix) if len(matrix) else np.empty(0)
+        return np.ascontiguousarray(scores, dtype="<f8").tobytes(), runtime.info.version
 
     def predict_one(self, features: Any) -> dict[str, Any]:
         """Score and quality grade of one instance: ``{"model", "model_version", "score", "quality"}``."""

@@ -14,8 +14,10 @@ answers while a model loads and ``/readyz`` turns 200 only when it is in (``/liv
 503 if loading failed, so an orchestrator restarts the process).
 
 Endpoints (JSON in, JSON out): ``POST /predict``, ``POST /predict_one``, ``POST /metadata``,
-plus BentoML's ``/readyz``, ``/livez`` and ``/metrics``. Client errors answer 4xx with
-``{"error": str, "detail": [{"field", "problem"}]}``; see :mod:`services.runner.errors`.
+plus BentoML's ``/readyz``, ``/livez`` and ``/metrics``; and ``POST /binary/predict`` (float64
+rows in, float64 scores out), the route the router uses (:mod:`services.runner.binary`).
+Client errors answer 4xx with ``{"error": str, "detail": [{"field", "problem"}]}``; see
+:mod:`services.runner.errors`.
 All logic lives in :mod:`services.runner.core`; this module only adapts it to BentoML.
 """
 
@@ -28,10 +30,12 @@ import bentoml
 from pydantic import BaseModel, Field, StrictFloat, ValidationError
 from starlette.responses import JSONResponse
 
+from services.runner.binary import BinaryPredictApp
 from services.runner.core import ModelServer, runner_name
 from services.runner.errors import RunnerError
 from services.runner.settings import RunnerSettings
 from winemeup.runtimes import load_runtime
+from winemeup.schema import SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,11 @@ def _error_response(error: RunnerError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status)
 
 
+# The router's route for misses: binary rows in, binary scores out (services/runner/binary.py).
+BINARY_PREDICT = BinaryPredictApp(max_body_bytes=settings.batch_max_rows * len(SCHEMA) * 8)
+
+
+@bentoml.asgi_app(BINARY_PREDICT, path="/binary")
 @bentoml.service(
     name=runner_name(settings.model),
     workers=settings.workers,
@@ -102,6 +111,7 @@ class ModelRunner:
             lambda: load_runtime(settings.model, settings.version, path=settings.serving_path),
             batch_max_rows=settings.batch_max_rows,
         )
+        BINARY_PREDICT.server = self.server
         self.server.load_in_background()
 
     def __is_ready__(self) -> bool:

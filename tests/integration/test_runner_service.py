@@ -10,10 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,9 @@ import numpy as np
 import pytest
 
 from services.runner.fleet import RunnerFleet
-from services.stack.processes import REPO_ROOT, http_status
+from services.stack.processes import http_status
+from tests.support.model_store import reference_predictions
+from tests.support.waiting import wait_until
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA, quality_grade
 
@@ -53,29 +51,8 @@ def rows(data_dir: Path) -> list[list[float]]:
 
 @pytest.fixture(scope="module")
 def expected(model_store: Path, rows: list[list[float]]) -> dict[str, Any]:
-    """Scores and metadata of every model computed by load_runtime in a separate process."""
-    script = (
-        "import json, sys\n"
-        "from winemeup.runtimes import MODEL_NAMES, load_runtime\n"
-        "rows = json.load(sys.stdin)\n"
-        "out = {}\n"
-        "for name in MODEL_NAMES:\n"
-        "    rt = load_runtime(name)\n"
-        "    out[name] = {'scores': rt.predict(rows).tolist(), 'version': rt.info.version}\n"
-        "print(json.dumps(out))\n"
-    )
-    env = {**os.environ, "BENTOML_HOME": str(model_store), "BENTOML_DO_NOT_TRACK": "True"}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps(rows),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """Scores and version of every model computed by load_runtime in a separate process."""
+    return reference_predictions(model_store, rows)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +105,42 @@ def test_predict_one_accepts_aliases(runner_fleet: RunnerFleet, client: httpx.Cl
         assert body["model_version"] == batch["model_version"]
         assert body["score"] == pytest.approx(batch["scores"][0], rel=1e-12)
         assert body["quality"] == quality_grade(body["score"])
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "extra_trees", "svr"])
+def test_binary_predict_equals_the_json_route(
+    runner_fleet: RunnerFleet, client: httpx.Client, rows: list[list[float]], model: str
+) -> None:
+    """The router's route: float64 rows in, float64 scores and the version header out."""
+    want = post(client, runner_fleet.url(model) + "/predict", {"rows": rows}).json()
+    body = np.asarray(rows, dtype="<f8").tobytes()
+    response = client.post(
+        runner_fleet.url(model) + "/binary/predict",
+        content=body,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-model-version"] == want["model_version"]
+    assert np.frombuffer(response.content, dtype="<f8").tolist() == want["scores"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "named"),
+    [
+        pytest.param(b"\x00" * 95, 400, "body", id="not-whole-rows"),
+        pytest.param(
+            np.array([[*EXAMPLE_ROW[:3], np.nan, *EXAMPLE_ROW[4:]]]).tobytes(), 400, "rows[0][3]", id="nan"
+        ),
+        pytest.param(np.zeros((10_001, 12)).tobytes(), 413, "batch_max_rows", id="too-many-rows"),
+    ],
+)
+def test_binary_predict_rejects_bad_bodies(
+    runner_fleet: RunnerFleet, client: httpx.Client, body: bytes, status: int, named: str
+) -> None:
+    response = client.post(runner_fleet.url("lightgbm") + "/binary/predict", content=body)
+    assert response.status_code == status, response.text
+    assert named in response.text
+    assert "error" in response.json()
 
 
 def test_metadata_carries_training_metrics(
@@ -241,14 +254,11 @@ def test_runner_without_its_model_is_alive_false_and_not_ready(
     """Readiness reflects the model: a version missing from the store never turns ready."""
     fleet = start_runners(["svr"], env={"WINEMEUP_RUNNER_VERSION": "no-such-version"}, wait=False)
     base = fleet.url("svr")
-    end = time.monotonic() + 60.0
-    statuses: tuple[int | None, int | None] = (None, None)
-    while time.monotonic() < end:
-        statuses = (http_status(base + "/livez"), http_status(base + "/readyz"))
-        if statuses == (503, 503):
-            break
-        time.sleep(0.2)
-    assert statuses == (503, 503)
+    wait_until(
+        lambda: (http_status(base + "/livez"), http_status(base + "/readyz")) == (503, 503),
+        timeout=60,
+        interval=0.2,
+    )
     response = post(client, base + "/predict", {"rows": [EXAMPLE_ROW]})
     assert response.status_code == 503
     assert "no-such-version" in response.json()["error"]
