@@ -21,25 +21,13 @@ from pathlib import Path
 import pytest
 
 from services.runner.fleet import RunnerFleet
-from services.stack.processes import free_port
+from tests.support.runners import RUNNER_READY_TIMEOUT
+from tests.support.runners import runner_fleet as _fleet
 from winemeup.runtimes import MODEL_NAMES
 
 logger = logging.getLogger(__name__)
 
-RUNNER_READY_TIMEOUT = 180.0
-"""Seven BentoML processes starting at once on two shared cores can take a while."""
-
-
-def _fleet(
-    store: Path, run_dir: Path, models: Iterable[str], env: Mapping[str, str] | None = None
-) -> RunnerFleet:
-    return RunnerFleet(
-        store=store,
-        run_dir=run_dir,
-        ports={m: free_port() for m in models},
-        env=dict(env or {}),
-        ready_timeout=RUNNER_READY_TIMEOUT,
-    )
+__all__ = ["RUNNER_READY_TIMEOUT"]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ compare its answers with ``load_runtime(name).predict`` run in another process.
 from __future__ import annotations
 
 import concurrent.futures
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.binaries import require_binary
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA, quality_grade
 
@@ -372,9 +372,7 @@ def test_metrics_pass_promtool(client: httpx.Client, tmp_path: Path) -> None:
     ):
         assert name in text, name
     assert 'route="/v1/predict",status_class="4xx"' in text
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+    promtool = require_binary("promtool", "apt-get install prometheus")
     result = subprocess.run(
         [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
     )

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.waiting import wait_until
 from winemeup.schema import SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -61,20 +62,11 @@ def _wine(alcohol: float) -> dict[str, Any]:
 
 
 def _dbsize(redis: Any) -> int:
-    return int(redis.command("DBSIZE").strip().lstrip(b":"))
+    return int(redis.command("DBSIZE"))
 
 
 def _errors(client: httpx.Client, metric_reader: Callable[..., float]) -> float:
     return metric_reader(client.get("/metrics").text, "winemeup_router_cache_errors_total", backend="redis")
-
-
-def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_miss_then_hit_lands_in_redis(stack: tuple[Any, Any], client: httpx.Client) -> None:
@@ -85,9 +77,8 @@ def test_miss_then_hit_lands_in_redis(stack: tuple[Any, Any], client: httpx.Clie
     assert (first["cached"], second["cached"]) == (False, True)
     assert first["score"] == second["score"]
     assert _dbsize(redis) == keys_before + 1
-    info = redis.command("INFO", "keyspace").decode()
-    keys, expires = (int(part.split("=")[1]) for part in info.split("db0:")[1].split(",")[:2])
-    assert keys == expires  # every cached score carries the TTL
+    db0 = redis.command("INFO", "keyspace")["db0"]
+    assert db0["keys"] == db0["expires"]  # every cached score carries the TTL
 
 
 def test_batch_uses_mget_and_pipelined_sets(stack: tuple[Any, Any], client: httpx.Client) -> None:
@@ -98,7 +89,7 @@ def test_batch_uses_mget_and_pipelined_sets(stack: tuple[Any, Any], client: http
     first = client.post("/v1/predict/batch", json={"instances": instances}).json()
     assert [p["cached"] for p in first["predictions"]] == [i == 5 for i in range(20)]
     # A batch's scores are written to Redis just after the answer: wait for them.
-    assert _until(lambda: _dbsize(redis) == before + 20, timeout=5), _dbsize(redis) - before
+    wait_until(lambda: _dbsize(redis) == before + 20, timeout=5, message=lambda: f"{_dbsize(redis) - before}")
     again = client.post("/v1/predict/batch", json={"instances": instances}).json()
     assert all(p["cached"] for p in again["predictions"])
     assert [p["score"] for p in again["predictions"]] == [p["score"] for p in first["predictions"]]
@@ -124,7 +115,7 @@ def test_a_second_replica_hits_what_the_first_stored(
     keys_before = _dbsize(redis)
     stored = client.post("/v1/predict/batch", json={"instances": instances}).json()["predictions"]
     assert not any(p["cached"] for p in stored)
-    assert _until(lambda: _dbsize(redis) == keys_before + 30, timeout=5)
+    wait_until(lambda: _dbsize(redis) == keys_before + 30, timeout=5)
     got = httpx.post(
         f"{replica.url}/v1/predict/batch", json={"instances": instances}, headers=replica.headers()
     ).json()["predictions"]
@@ -187,7 +178,7 @@ def test_redis_killed_then_restarted(
         client.post("/v1/predict", json=_wine(9.5 + next(counter) / 10000))
         return _dbsize(redis) > 0
 
-    assert _until(stored_again), router.process.log_tail()
+    wait_until(stored_again, timeout=10, message=router.process.log_tail)
     assert "serving without the cache" in router.process.log_path.read_text()
 
 
@@ -211,7 +202,7 @@ def test_redis_full_is_served_without_cache(
         client.post("/v1/predict", json=_wine(14.3 + next(counter) / 10000))
         return _dbsize(redis) > keys
 
-    assert _until(stored_again)
+    wait_until(stored_again, timeout=10)
 
 
 def test_redis_slow_is_a_timeout_not_a_slow_answer(
@@ -220,13 +211,16 @@ def test_redis_slow_is_a_timeout_not_a_slow_answer(
     _, redis = stack
     before = _errors(client, metric_reader)
     redis.command("CLIENT", "PAUSE", "1500", "ALL")
-    started = time.monotonic()
-    r = client.post("/v1/predict", json=_wine(8.765))
-    elapsed = time.monotonic() - started
-    assert r.status_code == 200 and r.json()["cached"] is False
-    assert elapsed < 0.8, f"a paused Redis held the request for {elapsed:.2f}s"
-    assert _errors(client, metric_reader) >= before + 1
-    time.sleep(1.6)  # let the pause end before the next test
+    try:
+        started = time.monotonic()
+        r = client.post("/v1/predict", json=_wine(8.765))
+        elapsed = time.monotonic() - started
+        assert r.status_code == 200 and r.json()["cached"] is False
+        assert elapsed < 0.8, f"a paused Redis held the request for {elapsed:.2f}s"
+        assert _errors(client, metric_reader) >= before + 1
+    finally:
+        # The next test needs an answering Redis: wait for the pause to end (PING is held until then).
+        wait_until(redis.ping, timeout=5)
 
 
 def test_hot_swap_is_shared_between_replicas(
@@ -244,7 +238,7 @@ def test_hot_swap_is_shared_between_replicas(
         assert httpx.post(f"{other.url}/v1/predict", json=_wine(10.1), headers=other.headers()).json()[
             "model"
         ] == ("xgboost")
-        assert _until(
+        wait_until(
             lambda: client.post("/v1/predict", json=_wine(10.1)).json()["model"] == "xgboost", timeout=5
         )
         assert client.get("/v1/models").json()["default"] == "xgboost"
@@ -252,7 +246,7 @@ def test_hot_swap_is_shared_between_replicas(
         httpx.put(
             f"{other.url}/v1/models/default", json={"model": "lightgbm"}, headers=other.headers(admin=True)
         )
-    assert _until(lambda: client.get("/v1/models").json()["default"] == "lightgbm", timeout=5)
+    wait_until(lambda: client.get("/v1/models").json()["default"] == "lightgbm", timeout=5)
     # A replica configured with another default ignores a swap made over lightgbm.
     third = router(
         model_store, models=MODELS, redis_url=redis.url, default_model="xgboost", default_sync_seconds=0.1

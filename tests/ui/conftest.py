@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-RouterHandle = Any  # the root conftest's class: test code cannot import conftest by name
+from tests.support.router import RouterHandle, launch_router
+from tests.support.waiting import wait_until
 
 APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
 
@@ -20,18 +20,17 @@ def wait_models_ready(
     handle: RouterHandle, names: set[str] | None = None, timeout: float = 90.0
 ) -> dict[str, Any]:
     """Poll GET /v1/models until the named models (all when None) are ready; return the body."""
-    deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    seen: dict[str, Any] = {}
+
+    def ready() -> dict[str, Any] | None:
         response = httpx.get(f"{handle.url}/v1/models", headers=handle.headers(), timeout=5)
         response.raise_for_status()
-        body = response.json()
-        status = {m["name"]: m["status"] for m in body["models"]}
+        seen.update(response.json())
+        status = {m["name"]: m["status"] for m in seen["models"]}
         wanted = names if names is not None else set(status)
-        if all(status.get(n) == "ready" for n in wanted):
-            return body
-        time.sleep(0.2)
-    raise TimeoutError(f"models not ready after {timeout}s: {body}")
+        return dict(seen) if all(status.get(n) == "ready" for n in wanted) else None
+
+    return wait_until(ready, timeout, interval=0.2, message=lambda: f"models not ready: {seen}")
 
 
 @pytest.fixture
@@ -40,25 +39,13 @@ def models_ready() -> Callable[..., dict[str, Any]]:
     return wait_models_ready
 
 
-def _root_conftest(config: pytest.Config) -> Any:
-    """The root conftest module (test code cannot import it by name: every conftest is ``conftest``)."""
-    root = Path(__file__).resolve().parents[1] / "conftest.py"
-    for plugin in config.pluginmanager.get_plugins():
-        if getattr(plugin, "__file__", None) and Path(plugin.__file__).resolve() == root:
-            return plugin
-    raise RuntimeError(f"{root} is not loaded as a conftest")
-
-
 @pytest.fixture(scope="module")
-def ready_router(
-    request: pytest.FixtureRequest, model_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RouterHandle]:
+def ready_router(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterHandle]:
     """A router serving the seven models inline from the test model store, all loaded.
 
     Shared by the tests of a module (loading seven models is the slow part); tests that need
     a differently configured router use the ``router`` factory instead.
     """
-    launch_router = _root_conftest(request.config).launch_router
     handle = launch_router(tmp_path_factory.mktemp("ui-router"), model_store)
     try:
         wait_models_ready(handle)

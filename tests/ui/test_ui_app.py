@@ -16,11 +16,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.support.router import RouterHandle
 from ui.client import RouterClient, UnknownModelError
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA
-
-RouterHandle = Any  # the root conftest's class: test code cannot import conftest by name
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration]
 

@@ -4,20 +4,17 @@ driven by headless Debian Chromium through playwright (no browser download)."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from services.stack.processes import free_port, streamlit_argv
+from services.stack.processes import ManagedProcess, free_port, streamlit_argv
+from tests.support.binaries import require_binary
+from tests.support.router import RouterHandle
 from ui.screenshot import CHROMIUM, capture
 from winemeup.schema import SCHEMA
-
-ManagedProcess = Any  # the root conftest's class: test code cannot import conftest by name
-RouterHandle = Any  # the root conftest's class: test code cannot import conftest by name
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration, pytest.mark.slow]
 
@@ -44,12 +41,10 @@ def ui_server(
     return f"http://127.0.0.1:{port}"
 
 
-@pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} not installed (apt-get install chromium)"
-)
 def test_browser_predicts_and_shows_the_answer(
     ui_server: str, ready_router: RouterHandle, tmp_path: Path
 ) -> None:
+    require_binary(CHROMIUM, "apt-get install chromium")
     shot = capture(ui_server, tmp_path / "ui.png")
     expected = httpx.post(
         f"{ready_router.url}/v1/predict",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from services.stack.launcher import missing_models
 from services.stack.prometheus import prometheus_config, render
 from services.stack.settings import StackSettings
+from tests.support.binaries import require_binary
 from winemeup.runtimes import MODEL_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -60,11 +60,9 @@ def test_prometheus_config_scrapes_router_and_each_runner(tmp_path: Path) -> Non
     assert yaml.safe_load(render(config)) == config
 
 
-@pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)"
-)
 @pytest.mark.parametrize("source", ["generated", "documented"])
 def test_promtool_accepts_the_configs(tmp_path: Path, source: str) -> None:
+    require_binary("promtool", "apt-get install prometheus")
     if source == "generated":
         path = tmp_path / "prometheus.yml"
         path.write_text(render(prometheus_config("127.0.0.1:8000", {"svr": "127.0.0.1:3007"})))
