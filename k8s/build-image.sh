@@ -3,7 +3,8 @@
 #   k8s/build-image.sh router|router-models|ui            [image:tag]
 #   k8s/build-image.sh runner <model>                      [image:tag]
 # The image name defaults to $IMAGE (set by skaffold's custom builder), else
-# winemeup-<what>:<tag of this checkout>. Runner and router-models images need the models
+# winemeup-<what>:<tag of this checkout>; it is also tagged <repository>:<appVersion>, the tag
+# the plain manifests in k8s/manifests/ use. Runner and router-models images need the models
 # exported first (k8s/export-models.sh, which reads $BENTOML_HOME).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,6 +40,12 @@ case "$what" in
     ;;
   *) log "unknown image $what"; exit 2 ;;
 esac
+# Also tag the chart's appVersion (winemeup-router:0.1.0, ...): the plain manifests in
+# k8s/manifests/ name images by it, and a checked-in file cannot know the commit.
+tags=(-t "$image")
+repository="${image%:*}"
+app_version="$(awk '/^appVersion:/ {gsub(/"/, "", $2); print $2}' "$repo/charts/winemeup/Chart.yaml")"
+[ "$image" = "$repository:$app_version" ] || tags+=(-t "$repository:$app_version")
 log "building $image"
-DOCKER_BUILDKIT=1 docker build "${args[@]}" -t "$image" "$repo"
+DOCKER_BUILDKIT=1 docker build "${args[@]}" "${tags[@]}" "$repo"
 if [ "${PUSH_IMAGE:-false}" = true ]; then docker push "$image"; fi

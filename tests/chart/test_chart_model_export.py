@@ -1,5 +1,5 @@
 """How a model reaches an image: k8s/export-models.sh exports it from a model store, and the
-image build's `bentoml models import` (docker/runner.Dockerfile) restores it, loadable by the
+image build's docker/import-models.sh (docker/runner.Dockerfile) restores it, loadable by the
 same runtime the runner uses."""
 
 from __future__ import annotations
@@ -46,9 +46,15 @@ def test_exported_model_imports_into_an_image_store_and_loads(tmp_path: Path) ->
     assert (exports / "lightgbm.bentomodel").is_file()
 
     dockerfile = (REPO_ROOT / "docker" / "runner.Dockerfile").read_text()
-    assert re.search(r'bentoml models import "/tmp/\$\{MODEL\}\.bentomodel"', dockerfile)
+    # The image imports through docker/import-models.sh (it also opens the store to UID 10001).
+    assert re.search(r'import-models\.sh \S+ "/tmp/\$\{MODEL\}\.bentomodel"', dockerfile)
     subprocess.run(
-        [str(BENTOML), "models", "import", str(exports / "lightgbm.bentomodel")],
+        [
+            "sh",
+            str(REPO_ROOT / "docker" / "import-models.sh"),
+            str(BENTOML),
+            str(exports / "lightgbm.bentomodel"),
+        ],
         env={**env, "BENTOML_HOME": str(image_home)},
         check=True,
         timeout=120,
