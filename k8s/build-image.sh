@@ -10,13 +10,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need docker
 need_docker_daemon
-# A model export is redone when the model store has a newer version than the archive (after
-# retraining), not only when the archive is missing.
-export_is_stale() {
-  local archive="$repo/build/model-store/$1.bentomodel" store="$BENTOML_HOME/models/$1"
-  [ -f "$archive" ] || return 0
-  [ -d "$store" ] && [ -n "$(find "$store" -newer "$archive" -name model.yaml -print -quit)" ]
-}
 what="${1:?router|router-models|ui|runner}"
 case "$what" in
   runner)

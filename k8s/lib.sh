@@ -50,3 +50,10 @@ need_kind_version() {
   fi
 }
 slug() { echo "${1//_/-}"; }
+# Whether build/model-store/<model>.bentomodel must be (re)exported: it is missing, or the model
+# store holds a version saved after it (a retrained model), not only when the archive is absent.
+export_is_stale() {
+  local archive="$repo/build/model-store/$1.bentomodel" store="$BENTOML_HOME/models/$1"
+  [ -f "$archive" ] || return 0
+  [ -d "$store" ] && [ -n "$(find "$store" -newer "$archive" -name model.yaml -print -quit)" ]
+}
