@@ -19,10 +19,10 @@ from winemeup.runtimes.accelerated import (
     FRAMEWORK,
     ONNX,
     AcceleratedUnavailable,
-    SizeDispatchRuntime,
+    OnnxModelRuntime,
     load_accelerated,
 )
-from winemeup.runtimes.base import ModelInfo, ModelRuntime
+from winemeup.runtimes.base import ExplainUnavailable, Explanation, ModelInfo, ModelRuntime
 from winemeup.runtimes.store import ModelNotInStoreError, StoreEntry, read_entry
 
 logger = logging.getLogger(__name__)
@@ -112,15 +112,15 @@ def load_runtime(
     reason = "framework path requested"
     if path != FRAMEWORK:
         try:
-            runtime: ModelRuntime = load_accelerated(entry, framework, batch_threads)
+            accelerated = load_accelerated(entry, framework, batch_threads)
         except AcceleratedUnavailable as e:
             if path == ONNX:
                 raise
             reason = str(e)
             logger.warning("model %s: serving with %s, not ONNX: %s", entry.tag, framework, reason)
         else:
-            runtime = _with_large_batches(entry, framework, runtime, batch_threads)
-            parity = runtime.info.serving["parity"]
+            accelerated = _attach_framework(entry, framework, accelerated, batch_threads)
+            parity = accelerated.info.serving["parity"]
             logger.info(
                 "model %s: serving ONNX artifact (parity over %d rows: largest difference %.2g, "
                 "%d grades flip)",
@@ -129,31 +129,28 @@ def load_runtime(
                 parity["max_abs_diff"],
                 parity["grade_flips"],
             )
-            return runtime
+            return accelerated
     runtime = load_framework(entry, framework, batch_threads)
     runtime.info = dataclasses.replace(runtime.info, serving={"path": FRAMEWORK, "reason": reason})
     return runtime
 
 
-def _with_large_batches(
-    entry: StoreEntry, framework: str, runtime: ModelRuntime, batch_threads: int
-) -> ModelRuntime:
-    """Hand batches from the measured crossover on to the framework (loaded when first needed)."""
-    crossover = runtime.info.serving.get("crossover_rows")
-    if crossover is None:
-        return runtime
+def _attach_framework(
+    entry: StoreEntry, framework: str, runtime: OnnxModelRuntime, batch_threads: int
+) -> OnnxModelRuntime:
+    """Give an ONNX runtime its framework, loaded on first need: large batches and explanations."""
     if any(importlib.util.find_spec(module) is None for module in ("bentoml", framework)):
-        logger.info(
-            "model %s: %s is faster from %d rows but not installed: ONNX serves every size",
-            entry.tag,
-            framework,
-            crossover,
-        )
+        runtime.framework_error = f"{framework} is not installed"
+        if runtime.info.serving.get("crossover_rows") is not None:
+            logger.info("model %s: %s is not installed: ONNX serves every batch size", entry.tag, framework)
         return runtime
-    logger.info("model %s: batches of %d rows or more go to %s", entry.tag, crossover, framework)
-    return SizeDispatchRuntime(
-        runtime, lambda: load_framework(entry, framework, batch_threads), int(crossover)
-    )
+    runtime.framework_loader = lambda: load_framework(entry, framework, batch_threads)
+    runtime.framework_error = None
+    crossover = runtime.info.serving.get("crossover_rows")
+    if crossover is not None:
+        runtime.crossover = int(crossover)
+        logger.info("model %s: batches of %d rows or more go to %s", entry.tag, crossover, framework)
+    return runtime
 
 
 def load_framework(entry: StoreEntry, framework: str, batch_threads: int = 1) -> ModelRuntime:
@@ -173,6 +170,8 @@ __all__ = [
     "MODEL_NAMES",
     "ONNX",
     "AcceleratedUnavailable",
+    "ExplainUnavailable",
+    "Explanation",
     "ModelInfo",
     "ModelNotInStoreError",
     "ModelRuntime",

@@ -25,13 +25,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from winemeup.runtimes.base import ModelInfo, ModelRuntime
+from winemeup.runtimes.base import ExplainUnavailable, Explanation, ModelInfo, ModelRuntime
+from winemeup.runtimes.explain import MODEL_AGNOSTIC, baseline_shapley
 from winemeup.runtimes.store import StoreEntry
 
 logger = logging.getLogger(__name__)
@@ -108,25 +110,68 @@ def compare(expected: np.ndarray, got: np.ndarray) -> ParityReport:
 
 
 class OnnxModelRuntime(ModelRuntime):
-    """A model served from its ONNX artifact by ONNX Runtime, one intra-op thread."""
+    """A model served from its ONNX artifact by ONNX Runtime, one intra-op thread.
+
+    ``framework_loader``, when given, loads the framework's own runtime on first need, for
+    two things ONNX does not do best: batches from ``crossover`` rows on (measured at training
+    time; CatBoost's own predict, for one, overtakes ONNX Runtime's generic tree walker from a
+    few hundred rows while ONNX is about ten times faster for one row), and explanations
+    (TreeSHAP needs the trees in the framework's form). A runner that only sees small batches
+    never pays the framework's memory; where it cannot be loaded, ONNX serves every size.
+    """
 
     framework = ONNX
     serving_path = ONNX
 
-    def __init__(self, model: Any, info: ModelInfo, batch_threads: int = 1):
+    def __init__(
+        self,
+        model: Any,
+        info: ModelInfo,
+        batch_threads: int = 1,
+        framework_loader: Callable[[], ModelRuntime] | None = None,
+        crossover: int | None = None,
+    ):
         super().__init__(model, info, batch_threads)
         session = model
         self._input_name = session.get_inputs()[0].name
-        self.input_dtype: type[np.floating[Any]] = (
-            np.float64 if "double" in session.get_inputs()[0].type else np.float32
-        )
+        double = "double" in session.get_inputs()[0].type
+        self.input_dtype: type[np.floating[Any]] = np.float64 if double else np.float32
         self._output_name = session.get_outputs()[0].name
+        self.framework_loader = framework_loader
+        self.crossover = crossover
+        self._framework: ModelRuntime | None = None
+        self.framework_error: str | None = None if framework_loader else "no framework to load"
+        self._lock = threading.Lock()
+        self.reference_mean: np.ndarray | None = None
+        """The mean reference row (the data set's): the baseline of model-agnostic explanations."""
 
     @classmethod
     def _load_model(cls, stored: Any) -> Any:  # pragma: no cover - loaded by load_accelerated
         raise NotImplementedError("load it with load_accelerated(entry)")
 
+    def framework_runtime(self) -> ModelRuntime | None:
+        """The framework's runtime, loaded on first use; None when it cannot be (see ``framework_error``)."""
+        if self._framework is None and self.framework_error is None:
+            with self._lock:
+                if self._framework is None and self.framework_error is None and self.framework_loader:
+                    try:
+                        self._framework = self.framework_loader()
+                    except Exception as e:
+                        self.framework_error = f"{type(e).__name__}: {e}"
+                        logger.warning("model %s: its framework failed to load: %s", self.info.name, e)
+        return self._framework
+
     def _predict(self, rows: np.ndarray) -> Any:
+        if self.crossover is not None and rows.shape[0] >= self.crossover:
+            framework = self.framework_runtime()
+            if framework is not None:
+                return framework._predict(rows)
+        return self._onnx_predict(rows)
+
+    def _onnx_predict_flat(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._onnx_predict(np.ascontiguousarray(rows)), dtype=np.float64).reshape(-1)
+
+    def _onnx_predict(self, rows: np.ndarray) -> Any:
         rows = rows.astype(self.input_dtype, copy=False)
         if rows.shape[0] <= PREDICT_CHUNK_ROWS:
             return self.model.run([self._output_name], {self._input_name: rows})[0]
@@ -137,6 +182,18 @@ class OnnxModelRuntime(ModelRuntime):
             for i in range(0, rows.shape[0], PREDICT_CHUNK_ROWS)
         ]
         return np.concatenate([np.asarray(p).reshape(-1) for p in parts])
+
+    def _explain(self, rows: np.ndarray) -> Explanation:
+        if self.info.name in MODEL_AGNOSTIC and self.reference_mean is not None:
+            return baseline_shapley(self._onnx_predict_flat, rows, self.reference_mean)
+        framework = self.framework_runtime()
+        if framework is None:
+            raise ExplainUnavailable(
+                f"model {self.info.name} is served from its ONNX artifact and its framework "
+                f"({self.info.framework}) cannot be loaded here ({self.framework_error}): "
+                "explanations need it"
+            )
+        return framework._explain(rows)
 
 
 def _session(path: Path) -> Any:
@@ -197,6 +254,7 @@ def open_accelerated(
     try:
         runtime = OnnxModelRuntime(session, info, batch_threads)
         report = compare(expected, runtime.predict(rows))
+        runtime.reference_mean = rows.mean(axis=0)
     except Exception as e:
         raise AcceleratedUnavailable(f"accelerated artifact fails to predict: {type(e).__name__}: {e}") from e
     release_freed_memory()
@@ -271,52 +329,3 @@ def crossover_rows(timings: list[dict[str, Any]]) -> int | None:
         else:
             break
     return crossover
-
-
-class SizeDispatchRuntime(ModelRuntime):
-    """ONNX for batches below ``crossover`` rows, the framework from there on.
-
-    Measured at training time: CatBoost's own predict evaluates its oblivious trees many rows
-    at a time and overtakes ONNX Runtime's generic tree walker from a few hundred rows, while
-    ONNX is about ten times faster for one row. The framework is loaded on the first batch
-    that needs it, so a runner that only ever sees small batches never pays its memory; if it
-    cannot be loaded, ONNX serves every size.
-    """
-
-    serving_path = ONNX
-
-    def __init__(self, accelerated: ModelRuntime, load_framework: Any, crossover: int):
-        super().__init__(accelerated.model, accelerated.info, accelerated.batch_threads)
-        self.accelerated = accelerated
-        self.crossover = crossover
-        self._load_framework = load_framework
-        self._framework: ModelRuntime | None = None
-        self._framework_failed = False
-        self._lock = threading.Lock()
-
-    @classmethod
-    def _load_model(cls, stored: Any) -> Any:  # pragma: no cover - built from a loaded runtime
-        raise NotImplementedError
-
-    def framework_runtime(self) -> ModelRuntime | None:
-        """The framework runtime, loaded on first use (None when it cannot be)."""
-        if self._framework is None and not self._framework_failed:
-            with self._lock:
-                if self._framework is None and not self._framework_failed:
-                    try:
-                        self._framework = self._load_framework()
-                    except Exception as e:
-                        self._framework_failed = True
-                        logger.warning(
-                            "model %s: large batches stay on ONNX, the framework failed to load: %s",
-                            self.info.name,
-                            e,
-                        )
-        return self._framework
-
-    def _predict(self, rows: np.ndarray) -> Any:
-        if rows.shape[0] >= self.crossover:
-            framework = self.framework_runtime()
-            if framework is not None:
-                return framework._predict(rows)
-        return self.accelerated._predict(rows)

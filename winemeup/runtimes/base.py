@@ -52,6 +52,40 @@ class ModelInfo:
         }
 
 
+TREE_SHAP = (
+    "TreeSHAP (exact, path-dependent, the framework's own implementation or the shap package's); "
+    "base is the model's mean prediction over its training data"
+)
+
+
+class ExplainUnavailable(RuntimeError):
+    """The model cannot be explained the way it is served here (the router answers 422)."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Per-feature contributions of each row: ``base + contributions.sum(axis=1) == scores``.
+
+    ``method`` names how they were computed and what ``base`` means (the mean prediction over
+    the training data for TreeSHAP; the score of a reference wine for baseline Shapley).
+    """
+
+    method: str
+    base: np.ndarray
+    """(n,) the value the contributions start from."""
+    contributions: np.ndarray
+    """(n, 12) one contribution per feature, in schema order."""
+    scores: np.ndarray
+    """(n,) the model's scores for the rows."""
+
+    @property
+    def additivity_error(self) -> float:
+        """Largest |base + sum(contributions) - score| over the rows."""
+        if self.scores.size == 0:
+            return 0.0
+        return float(np.max(np.abs(self.base + self.contributions.sum(axis=1) - self.scores)))
+
+
 BATCH_THREADING_MIN_ROWS = 256
 """Batches at least this large may use ``batch_threads`` native threads; smaller ones use one."""
 
@@ -101,19 +135,43 @@ class ModelRuntime(ABC):
     def _predict(self, rows: np.ndarray) -> Any:
         """The library's predict on a C-contiguous float64 (n, 12) array."""
 
-    def predict(self, rows: Any) -> np.ndarray:
-        """Scores for a batch of model-input rows, as a 1-D float64 array of the same length."""
+    @staticmethod
+    def _matrix(rows: Any) -> np.ndarray:
         matrix = np.ascontiguousarray(rows, dtype=np.float64)
         if matrix.ndim == 1:
             matrix = matrix.reshape(1, -1)
         if matrix.ndim != 2 or matrix.shape[1] != len(SCHEMA):
             raise ValueError(f"expected rows of {len(SCHEMA)} features, got shape {matrix.shape}")
+        return matrix
+
+    def predict(self, rows: Any) -> np.ndarray:
+        """Scores for a batch of model-input rows, as a 1-D float64 array of the same length."""
+        matrix = self._matrix(rows)
         if matrix.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
         scores = np.asarray(self._predict(matrix), dtype=np.float64).reshape(-1)
         if scores.shape[0] != matrix.shape[0]:
             raise ValueError(f"{self.framework} returned {scores.shape[0]} scores for {matrix.shape[0]} rows")
         return scores
+
+    def explain(self, rows: Any) -> Explanation:
+        """Per-feature contributions for a batch of model-input rows (see :class:`Explanation`).
+
+        Raises :class:`ExplainUnavailable` when this model cannot be explained here.
+        """
+        matrix = self._matrix(rows)
+        if matrix.shape[0] == 0:
+            empty = np.empty(0, dtype=np.float64)
+            return Explanation("none", empty, np.empty((0, len(SCHEMA))), empty)
+        explanation = self._explain(matrix)
+        if explanation.contributions.shape != matrix.shape:
+            raise ValueError(
+                f"{self.framework} explained {explanation.contributions.shape} for {matrix.shape}"
+            )
+        return explanation
+
+    def _explain(self, rows: np.ndarray) -> Explanation:
+        raise ExplainUnavailable(f"model {self.info.name} ({self.framework}) has no explanation method")
 
     @property
     def metadata(self) -> dict[str, Any]:
