@@ -157,19 +157,14 @@ def test_size_dispatch_sends_large_batches_to_the_framework(model_store: Path, t
     runtime = load_runtime("catboost", store=home)
 
     assert runtime.info.serving["crossover_rows"] == 100
-    calls: list[str] = []
     assert runtime._framework is None  # type: ignore[attr-defined]  # loaded on the first large batch
-    accelerated, framework = runtime.accelerated, runtime.framework_runtime()  # type: ignore[attr-defined]
-    for label, part in (("onnx", accelerated), ("framework", framework)):
-        inner = part._predict
-        part._predict = lambda rows, inner=inner, label=label: calls.append(label) or inner(rows)
-    rows = np.ascontiguousarray(np.resize(read_entry_rows(home), (150, 12)))
+    calls: list[str] = []
+    framework = runtime.framework_runtime()  # type: ignore[attr-defined]
+    onnx_predict, framework_predict = runtime._onnx_predict, framework._predict  # type: ignore[attr-defined]
+    runtime._onnx_predict = lambda rows: calls.append("onnx") or onnx_predict(rows)  # type: ignore[attr-defined]
+    framework._predict = lambda rows: calls.append("framework") or framework_predict(rows)
+    with np.load(artifact / REFERENCE_FILE) as ref:
+        rows = np.ascontiguousarray(ref["rows"][:150])
     runtime.predict(rows[:99])
     runtime.predict(rows[:100])
     assert calls == ["onnx", "framework"]
-
-
-def read_entry_rows(home: Path) -> np.ndarray:
-    entry = read_entry(home, "catboost")
-    with np.load(entry.path / ARTIFACT_DIR / REFERENCE_FILE) as ref:
-        return np.asarray(ref["rows"])
