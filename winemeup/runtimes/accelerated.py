@@ -329,3 +329,20 @@ def crossover_rows(timings: list[dict[str, Any]]) -> int | None:
         else:
             break
     return crossover
+
+
+def write_artifact(directory: Path, onnx_model: bytes, rows: np.ndarray, scores: np.ndarray) -> None:
+    """Write an accelerated artifact and its reference (training's side of :func:`load_accelerated`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ONNX_FILE).write_bytes(onnx_model)
+    np.savez_compressed(
+        directory / REFERENCE_FILE,
+        rows=np.ascontiguousarray(rows, dtype=np.float64),
+        scores=np.asarray(scores, dtype=np.float64).reshape(-1),
+    )
+
+
+def write_report(directory: Path, report: dict[str, Any]) -> None:
+    """Write what training measured of the artifact (``parity.json``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
