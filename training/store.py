@@ -80,7 +80,7 @@ def verify_round_trip(tag: str, rows: np.ndarray, expected: np.ndarray) -> None:
     from winemeup.runtimes import load_runtime
 
     name, _, version = tag.partition(":")
-    runtime = load_runtime(name, version or None)
+    runtime = load_runtime(name, version or None, path="framework")
     got = runtime.predict(rows)
     if got.shape != expected.shape or not np.array_equal(got, expected):
         worst = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("nan")
