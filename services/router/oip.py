@@ -1,0 +1,370 @@
+"""The Open Inference Protocol (KServe/Triton/MLServer "V2"), REST: pure encoding and decoding.
+
+No web framework and no model here: :func:`parse_infer` turns an infer request body (JSON,
+or JSON followed by binary tensor data) into the feature matrix the predictor takes, and
+:func:`encode_infer` turns scores back into the protocol's outputs. The routes that call them
+live with the other HTTP adapters.
+
+Two input layouts are answered:
+
+* **columns**: one input per feature, named by the API field names, shape ``[N]`` (or
+  ``[N, 1]``); measurements FP32 or FP64, ``wine_type`` BYTES ``red``/``white``. This is the
+  layout of MLServer's pandas codec.
+* **matrix**: one input ``features``, shape ``[N, 12]``, FP32 or FP64, in the schema's order,
+  with ``wine_type`` as 0 (red) or 1 (white).
+
+Outputs: ``score`` (FP64 ``[N]``) and ``quality`` (INT32 ``[N]``). The binary tensor data
+extension is read and written (``Inference-Header-Content-Length``), because the standard
+clients use it by default. Errors are :class:`ProtocolError` with the protocol's
+``{"error": "<string>"}`` body; the message names the input and the row.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from winemeup.schema import SCHEMA
+
+HEADER_LENGTH = "inference-header-content-length"
+"""Request and response header: bytes of JSON before the binary tensor data."""
+
+MATRIX_INPUT = "features"
+OUTPUT_SCORE = "score"
+OUTPUT_QUALITY = "quality"
+OUTPUTS = (OUTPUT_SCORE, OUTPUT_QUALITY)
+_NUMBER_TYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+_NAMES = tuple(SCHEMA.names)
+_WIDTH = len(_NAMES)
+_WINE_TYPE = _NAMES.index("wine_type")
+_LOWS = np.array([f.minimum for f in SCHEMA.features])
+_HIGHS = np.array([f.maximum for f in SCHEMA.features])
+_PAIRS = tuple((_NAMES.index(a), _NAMES.index(b)) for a, b in SCHEMA.not_exceeding)
+
+
+class ProtocolError(Exception):
+    """A request the protocol rejects; ``status`` is 400, 404 or 503, ``message`` the error string."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": self.message})
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass
+class InferRequest:
+    """A decoded infer request: the model-input rows and what to answer with."""
+
+    rows: np.ndarray
+    outputs: list[RequestedOutput]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- decoding ---------------------------------------------------------------------------------
+
+
+def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
+    """Decode an infer request body into the feature matrix; :class:`ProtocolError` otherwise."""
+    json_part, binary = _split(body, header_length)
+    try:
+        doc = orjson.loads(json_part)
+    except orjson.JSONDecodeError as e:
+        raise ProtocolError(f"request body is not valid JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise ProtocolError("request body must be a JSON object with 'inputs'")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ProtocolError("'inputs' must be a non-empty list of tensors")
+    tensors = _tensors(inputs, binary)
+    rows = _matrix(tensors) if MATRIX_INPUT in tensors else _columns(tensors)
+    _check_values(rows, matrix=MATRIX_INPUT in tensors)
+    request_id = doc.get("id")
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError("'parameters' must be an object")
+    return InferRequest(
+        rows=rows,
+        outputs=_outputs(doc.get("outputs"), bool(parameters.get("binary_data_output", False))),
+        id=str(request_id) if request_id is not None else None,
+        parameters=parameters,
+    )
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise ProtocolError(
+            f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
+        ) from None
+    if not 0 < length <= len(body):
+        raise ProtocolError(
+            f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes"
+        )
+    return body[:length], body[length:]
+
+
+@dataclass
+class _Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    values: np.ndarray  # numbers as float64; BYTES as an object array of str
+
+
+def _tensors(inputs: list[Any], binary: bytes) -> dict[str, _Tensor]:
+    tensors: dict[str, _Tensor] = {}
+    offset = 0
+    for i, spec in enumerate(inputs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ProtocolError(f"inputs[{i}] must be an object with a 'name'")
+        name = spec["name"]
+        if name in tensors:
+            raise ProtocolError(f"input '{name}' is given twice")
+        datatype, shape = spec.get("datatype"), spec.get("shape")
+        if not isinstance(datatype, str):
+            raise ProtocolError(f"input '{name}': 'datatype' must be a string")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers")
+        count = int(np.prod(shape)) if shape else 1
+        size = (spec.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise ProtocolError(
+                    f"input '{name}': binary_data_size {size} exceeds the {len(binary) - offset} bytes "
+                    "of binary data left in the body"
+                )
+            values = _decode_binary(name, datatype, binary[offset : offset + size], count)
+            offset += size
+        else:
+            values = _decode_json(name, datatype, spec.get("data"), count)
+        tensors[name] = _Tensor(name, datatype, shape, values)
+    if offset != len(binary):
+        raise ProtocolError(f"{len(binary) - offset} bytes of binary data belong to no input")
+    return tensors
+
+
+def _decode_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray:
+    if datatype in _NUMBER_TYPES:
+        dtype = _NUMBER_TYPES[datatype]
+        if len(raw) != count * dtype.itemsize:
+            raise ProtocolError(
+                f"input '{name}': {len(raw)} bytes of {datatype} data for {count} elements "
+                f"(expected {count * dtype.itemsize})"
+            )
+        return np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    if datatype == "BYTES":
+        items, pos = [], 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise ProtocolError(f"input '{name}': BYTES element {len(items)} has a cut length prefix")
+            (length,) = struct.unpack_from("<I", raw, pos)
+            pos += 4
+            if pos + length > len(raw):
+                raise ProtocolError(f"input '{name}': BYTES element {len(items)} runs past the data")
+            items.append(raw[pos : pos + length].decode("utf-8", errors="replace"))
+            pos += length
+        if len(items) != count:
+            raise ProtocolError(f"input '{name}': {len(items)} BYTES elements for shape of {count}")
+        return np.array(items, dtype=object)
+    raise ProtocolError(f"input '{name}': datatype {datatype} is not accepted (FP32, FP64 or BYTES)")
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        out: list[Any] = []
+        for item in data:
+            out.extend(_flatten(item))
+        return out
+    return [data]
+
+
+def _decode_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
+    if data is None:
+        raise ProtocolError(f"input '{name}' has no 'data' (and no binary_data_size)")
+    flat = _flatten(data)
+    if len(flat) != count:
+        raise ProtocolError(f"input '{name}': {len(flat)} values for a shape of {count} elements")
+    if datatype in _NUMBER_TYPES:
+        bad = next(
+            (i for i, v in enumerate(flat) if isinstance(v, bool) or not isinstance(v, int | float)), None
+        )
+        if bad is not None:
+            raise ProtocolError(f"input '{name}' row {bad}: must be a number, got {flat[bad]!r}")
+        return np.asarray(flat, dtype=np.float64)
+    if datatype == "BYTES":
+        bad = next((i for i, v in enumerate(flat) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise ProtocolError(f"input '{name}' row {bad}: must be a string, got {flat[bad]!r}")
+        return np.array(flat, dtype=object)
+    raise ProtocolError(f"input '{name}': datatype {datatype} is not accepted (FP32, FP64 or BYTES)")
+
+
+def _matrix(tensors: dict[str, _Tensor]) -> np.ndarray:
+    extra = sorted(set(tensors) - {MATRIX_INPUT})
+    if extra:
+        raise ProtocolError(f"input '{MATRIX_INPUT}' carries every feature: unexpected inputs {extra}")
+    t = tensors[MATRIX_INPUT]
+    if t.datatype not in _NUMBER_TYPES:
+        raise ProtocolError(f"input '{MATRIX_INPUT}': datatype must be FP32 or FP64, got {t.datatype}")
+    if len(t.shape) != 2 or t.shape[1] != _WIDTH:
+        raise ProtocolError(f"input '{MATRIX_INPUT}': shape must be [N, {_WIDTH}], got {t.shape}")
+    rows = t.values.reshape(t.shape[0], _WIDTH).copy()
+    # The protocol's wine_type is 0 (red) / 1 (white); the model's is 1 (red) / 0 (white).
+    rows[:, _WINE_TYPE] = 1.0 - rows[:, _WINE_TYPE]
+    return rows
+
+
+def _columns(tensors: dict[str, _Tensor]) -> np.ndarray:
+    unknown = sorted(set(tensors) - set(_NAMES))
+    if unknown:
+        raise ProtocolError(f"unknown inputs {unknown}: expected the {_WIDTH} features or '{MATRIX_INPUT}'")
+    missing = [n for n in _NAMES if n not in tensors]
+    if missing:
+        raise ProtocolError(f"missing inputs {missing}")
+    counts = {}
+    for t in tensors.values():
+        if not (len(t.shape) == 1 or (len(t.shape) == 2 and t.shape[1] == 1)):
+            raise ProtocolError(f"input '{t.name}': shape must be [N] or [N, 1], got {t.shape}")
+        counts[t.name] = t.shape[0]
+    if len(set(counts.values())) != 1:
+        raise ProtocolError(f"inputs have different row counts: {counts}")
+    n = next(iter(counts.values()))
+    rows = np.empty((n, _WIDTH), dtype=np.float64)
+    for j, name in enumerate(_NAMES):
+        t = tensors[name]
+        if name == "wine_type":
+            if t.datatype != "BYTES":
+                raise ProtocolError(
+                    f"input 'wine_type': datatype must be BYTES ('red'/'white'), got {t.datatype}"
+                )
+            bad = next((i for i, v in enumerate(t.values) if v not in ("red", "white")), None)
+            if bad is not None:
+                raise ProtocolError(
+                    f"input 'wine_type' row {bad}: must be 'red' or 'white', got {t.values[bad]!r}"
+                )
+            rows[:, j] = [1.0 if v == "red" else 0.0 for v in t.values]
+        else:
+            if t.datatype not in _NUMBER_TYPES:
+                raise ProtocolError(f"input '{name}': datatype must be FP32 or FP64, got {t.datatype}")
+            rows[:, j] = t.values
+    return rows
+
+
+def _check_values(rows: np.ndarray, *, matrix: bool) -> None:
+    """Ranges and the cross-field rule, naming the first offending input and row."""
+    if rows.shape[0] == 0:
+        raise ProtocolError("inputs hold no rows")
+    finite = np.isfinite(rows)
+    low, high = rows < _LOWS, rows > _HIGHS
+    bad = ~finite | low | high
+    if matrix:
+        bad[:, _WINE_TYPE] = ~np.isin(rows[:, _WINE_TYPE], (0.0, 1.0))
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        f = SCHEMA.features[j]
+        where = (
+            f"input '{MATRIX_INPUT}' row {i} column {j} ({f.name})" if matrix else f"input '{f.name}' row {i}"
+        )
+        if f.kind == "category":
+            raise ProtocolError(f"{where}: wine_type must be 0 (red) or 1 (white), got {1.0 - rows[i, j]:g}")
+        shown = "NaN" if np.isnan(rows[i, j]) else f"{rows[i, j]:g}"
+        raise ProtocolError(f"{where}: must be between {f.minimum:g} and {f.maximum:g} {f.unit}, got {shown}")
+    for a, b in _PAIRS:
+        over = np.flatnonzero(rows[:, a] > rows[:, b])
+        if over.size:
+            i = int(over[0])
+            raise ProtocolError(
+                f"row {i}: {_NAMES[a]} ({rows[i, a]:g}) must not exceed {_NAMES[b]} ({rows[i, b]:g})"
+            )
+
+
+def _outputs(spec: Any, binary_default: bool) -> list[RequestedOutput]:
+    if spec is None:
+        return [RequestedOutput(name, binary_default) for name in OUTPUTS]
+    if not isinstance(spec, list) or not spec:
+        raise ProtocolError("'outputs' must be a non-empty list")
+    out = []
+    for i, item in enumerate(spec):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ProtocolError(f"outputs[{i}] must be an object with a 'name'")
+        if item["name"] not in OUTPUTS:
+            raise ProtocolError(f"unknown output '{item['name']}': this model answers {list(OUTPUTS)}")
+        binary = (item.get("parameters") or {}).get("binary_data", binary_default)
+        out.append(RequestedOutput(item["name"], bool(binary)))
+    return out
+
+
+# ---- encoding ---------------------------------------------------------------------------------
+
+
+def encode_infer(
+    request: InferRequest, model: str, version: str, scores: np.ndarray, quality: np.ndarray
+) -> tuple[bytes, int | None]:
+    """The infer response body, and the JSON length when binary tensor data follows it."""
+    values = {
+        OUTPUT_SCORE: ("FP64", np.ascontiguousarray(scores, dtype="<f8")),
+        OUTPUT_QUALITY: ("INT32", np.ascontiguousarray(quality, dtype="<i4")),
+    }
+    outputs, blobs = [], []
+    for requested in request.outputs:
+        datatype, array = values[requested.name]
+        entry: dict[str, Any] = {"name": requested.name, "datatype": datatype, "shape": [int(array.shape[0])]}
+        if requested.binary:
+            blob = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.tolist()
+        outputs.append(entry)
+    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    if request.id is not None:
+        doc["id"] = request.id
+    head = orjson.dumps(doc)
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)
+
+
+def model_metadata(model: str, version: str, platform: str) -> dict[str, Any]:
+    """``GET /v2/models/{name}``: inputs (the column layout), outputs, and the matrix layout."""
+    inputs = [
+        {"name": f.name, "datatype": "BYTES" if f.kind == "category" else "FP64", "shape": [-1]}
+        for f in SCHEMA.features
+    ]
+    return {
+        "name": model,
+        "versions": [version],
+        "platform": platform,
+        "inputs": inputs,
+        "outputs": [
+            {"name": OUTPUT_SCORE, "datatype": "FP64", "shape": [-1]},
+            {"name": OUTPUT_QUALITY, "datatype": "INT32", "shape": [-1]},
+        ],
+        "parameters": {
+            "alternative_input": {
+                "name": MATRIX_INPUT,
+                "datatype": "FP64",
+                "shape": [-1, _WIDTH],
+                "columns": list(_NAMES),
+                "wine_type": "0 = red, 1 = white",
+            },
+            "feature_units": {f.name: f.unit for f in SCHEMA.features if f.unit},
+        },
+    }
