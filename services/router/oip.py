@@ -37,7 +37,7 @@ MATRIX_INPUT = "features"
 OUTPUT_SCORE = "score"
 OUTPUT_QUALITY = "quality"
 OUTPUTS = (OUTPUT_SCORE, OUTPUT_QUALITY)
-_NUMBER_TYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+_NUMBER_TYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 _NAMES = tuple(SCHEMA.names)
 _WIDTH = len(_NAMES)
 _WINE_TYPE = _NAMES.index("wine_type")
@@ -170,7 +170,8 @@ def _decode_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarr
             )
         return np.frombuffer(raw, dtype=dtype).astype(np.float64)
     if datatype == "BYTES":
-        items, pos = [], 0
+        items: list[str] = []
+        pos = 0
         while pos < len(raw):
             if pos + 4 > len(raw):
                 raise ProtocolError(f"input '{name}': BYTES element {len(items)} has a cut length prefix")
