@@ -24,8 +24,8 @@ from ui.batch import BatchOutcome, BatchRejectedError, problems_csv, results_csv
 from ui.client import (
     ModelsOverview,
     Prediction,
+    RouterCallError,
     RouterClient,
-    RouterError,
     RouterValidationError,
 )
 from ui.inputs import default_wine, input_decimals, input_help, input_label, input_step
@@ -92,7 +92,7 @@ def fetch_models(client: RouterClient, ttl_seconds: float, refresh: bool = False
     return overview
 
 
-def show_error(error: RouterError) -> None:
+def show_error(error: RouterCallError) -> None:
     """One actionable message per router failure, with the bad fields listed when there are any."""
     st.error(error.user_message, icon="🚫")
     if isinstance(error, BatchRejectedError) and error.problems:
@@ -112,7 +112,7 @@ def guarded(render: Callable[..., None], *args: Any) -> None:
     """Run one part of the page; an unexpected failure becomes a message, not a stack trace."""
     try:
         render(*args)
-    except RouterError as e:
+    except RouterCallError as e:
         show_error(e)
     except Exception as e:  # the last line of defence of a page people use
         logger.exception("unexpected failure in %s", render.__name__)
@@ -240,7 +240,7 @@ def compare_models(
             p = client.predict(features, model=name)
         except RouterValidationError:
             raise  # the wine itself is wrong: one message for the whole comparison
-        except RouterError as e:
+        except RouterCallError as e:
             return {
                 **row,
                 "score": None,
@@ -541,7 +541,7 @@ def main() -> None:
     overview: ModelsOverview | None = None
     try:
         overview = fetch_models(client, settings.models_cache_seconds, refresh=refresh)
-    except RouterError as e:
+    except RouterCallError as e:
         show_error(e)
     with st.sidebar:
         st.markdown(f"**Router** `{settings.router_url}`")

@@ -92,7 +92,7 @@ def score_csv(
     """Parse ``data``, report bad rows, score the good ones through the batch endpoint.
 
     Raises :class:`ui.wine_csv.CsvFormatError` for an unusable file, a
-    :class:`ui.client.RouterError` when the router fails (``BatchRejectedError`` when it rejects
+    :class:`ui.client.RouterCallError` when the router fails (``BatchRejectedError`` when it rejects
     rows, mapped back to row numbers).
     """
     parsed = parse_wine_csv(data, wine_type=wine_type)

@@ -1,8 +1,10 @@
 """A small client of the router's REST API, with errors a person can act on.
 
-The UI talks to the router and to nothing else. Every failure becomes one of the
-:class:`RouterError` subclasses below; each carries a ``user_message`` that says what went
-wrong and what to do about it, so the app never shows a stack trace.
+The UI talks to the router and to nothing else. The router's answers are read with the
+API contract's own types (:mod:`winemeup.api`), the same types the router's OpenAPI document
+is generated from. Every failure becomes one of the :class:`RouterCallError` subclasses
+below; each carries a ``user_message`` that says what went wrong and what to do about it, so
+the app never shows a stack trace.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from winemeup.api import BatchResponse, ErrorBody, ModelList, PredictResponse
 from winemeup.schema import FieldError
 
 logger = logging.getLogger(__name__)
@@ -23,7 +27,7 @@ logger = logging.getLogger(__name__)
 # ---- errors -----------------------------------------------------------------------------------
 
 
-class RouterError(Exception):
+class RouterCallError(Exception):
     """Base of every failure talking to the router; ``user_message`` is shown to people."""
 
     def __init__(self, user_message: str, status: int | None = None):
@@ -32,15 +36,15 @@ class RouterError(Exception):
         self.status = status
 
 
-class RouterUnreachableError(RouterError):
+class RouterUnreachableError(RouterCallError):
     """Nothing answers at the router URL (refused, DNS, timeout, connection dropped)."""
 
 
-class RouterAuthError(RouterError):
+class RouterAuthError(RouterCallError):
     """The router refused the API key (HTTP 401 or 403)."""
 
 
-class RouterValidationError(RouterError):
+class RouterValidationError(RouterCallError):
     """The router rejected the input (HTTP 422); ``details`` names each bad field."""
 
     def __init__(self, user_message: str, details: list[FieldError], status: int = 422):
@@ -48,7 +52,7 @@ class RouterValidationError(RouterError):
         self.details = details
 
 
-class ModelUnavailableError(RouterError):
+class ModelUnavailableError(RouterCallError):
     """The model asked for cannot serve right now (HTTP 503)."""
 
     def __init__(self, user_message: str, model: str | None, status: int = 503):
@@ -56,11 +60,11 @@ class ModelUnavailableError(RouterError):
         self.model = model
 
 
-class UnknownModelError(RouterError):
+class UnknownModelError(RouterCallError):
     """The router does not serve the model asked for (HTTP 404, ``unknown_model``)."""
 
 
-class RouterResponseError(RouterError):
+class RouterResponseError(RouterCallError):
     """Any other unexpected answer: another status or a body that is not the documented JSON."""
 
 
@@ -170,16 +174,12 @@ class RouterClient:
             body["model"] = model
         data, seconds = self._call("POST", "/v1/predict", body, model)
         try:
-            return Prediction(
-                model=str(data["model"]),
-                model_version=str(data["model_version"]),
-                score=float(data["score"]),
-                quality=int(data["quality"]),
-                cached=bool(data["cached"]),
-                seconds=seconds,
-            )
-        except (KeyError, TypeError, ValueError) as e:
+            answer = PredictResponse.model_validate(data)
+        except ValidationError as e:
             raise self._malformed("/v1/predict", data) from e
+        return Prediction(
+            answer.model, answer.model_version, answer.score, answer.quality, answer.cached, seconds
+        )
 
     def predict_batch(
         self, instances: Sequence[Mapping[str, Any]], model: str | None = None
@@ -190,13 +190,11 @@ class RouterClient:
             body["model"] = model
         data, seconds = self._call("POST", "/v1/predict/batch", body, model)
         try:
-            predictions = [
-                ScoredInstance(float(p["score"]), int(p["quality"]), bool(p["cached"]))
-                for p in data["predictions"]
-            ]
-            result = BatchPrediction(str(data["model"]), str(data["model_version"]), predictions, seconds)
-        except (KeyError, TypeError, ValueError) as e:
+            answer = BatchResponse.model_validate(data)
+        except ValidationError as e:
             raise self._malformed("/v1/predict/batch", data) from e
+        predictions = [ScoredInstance(p.score, p.quality, p.cached) for p in answer.predictions]
+        result = BatchPrediction(answer.model, answer.model_version, predictions, seconds)
         if len(result.predictions) != len(instances):
             raise RouterResponseError(
                 f"The router answered {len(result.predictions)} predictions for {len(instances)} wines."
@@ -208,7 +206,7 @@ class RouterClient:
         data, _ = self._call("GET", "/v1/models", None, None)
         try:
             return parse_models(data)
-        except (KeyError, TypeError, ValueError) as e:
+        except ValidationError as e:
             raise self._malformed("/v1/models", data) from e
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -240,7 +238,7 @@ class RouterClient:
                 response.status_code,
             ) from e
 
-    def _error(self, response: httpx.Response, model: str | None) -> RouterError:
+    def _error(self, response: httpx.Response, model: str | None) -> RouterCallError:
         status = response.status_code
         code, message, details = _error_body(response)
         logger.info("router answered HTTP %s (%s): %s", status, code, message)
@@ -274,37 +272,33 @@ class RouterClient:
 
 
 def parse_models(data: Any) -> ModelsOverview:
-    """A :class:`ModelsOverview` from the JSON body of GET /v1/models."""
-    items = data["models"]
-    if isinstance(items, Mapping):  # also accept {"name": {...}}
-        items = [{"name": name, **entry} for name, entry in items.items()]
+    """A :class:`ModelsOverview` from the JSON body of GET /v1/models (:class:`winemeup.api.ModelList`)."""
+    if isinstance(data, Mapping) and "default" not in data and "default_model" in data:
+        data = {**data, "default": data["default_model"]}  # the name this client used to read
+    answer = ModelList.model_validate(data)
     models = [
         ModelEntry(
-            name=str(item["name"]),
-            framework=str(item.get("framework", "")),
-            version=None if item.get("version") is None else str(item["version"]),
-            placement=str(item.get("placement", "")),
-            status=str(item.get("status", "unknown")),
-            metrics=dict(item.get("metrics") or {}),
-            reason=str(item.get("reason") or ""),
+            name=m.name,
+            framework=m.framework or "",
+            version=m.version,
+            placement=m.placement,
+            status=m.status,
+            metrics=dict(m.metrics),
+            reason=m.reason,
         )
-        for item in items
+        for m in answer.models
     ]
-    default = data.get("default_model", data.get("default"))
-    return ModelsOverview(default_model=None if default is None else str(default), models=models)
+    return ModelsOverview(default_model=answer.default, models=models)
 
 
 def _error_body(response: httpx.Response) -> tuple[str, str, list[FieldError]]:
-    """``(code, message, details)`` of the router's JSON error body, tolerant of other bodies."""
+    """``(code, message, details)`` of the one error body (:class:`winemeup.api.ErrorBody`) or another."""
     try:
-        error = response.json()["error"]
-        details = [
-            FieldError(str(d.get("field", "")), str(d.get("problem", ""))) for d in error.get("details") or []
-        ]
-        return str(error.get("code", "")), str(error.get("message", "")), details
-    except (ValueError, KeyError, TypeError, AttributeError):
+        error = ErrorBody.model_validate_json(response.content)
+    except ValidationError:
         text = response.text.strip().replace("\n", " ")[:200]
         return "", text or response.reason_phrase, []
+    return error.code, error.error, [FieldError(d.field, d.problem) for d in error.details]
 
 
 def _reason(error: httpx.HTTPError) -> str:

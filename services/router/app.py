@@ -4,42 +4,55 @@ Why not Starlette or FastAPI here: the predict path is a handful of microseconds
 and a framework's request/response objects, routing and middleware would cost more than
 the work itself. This adapter reads the body, checks the key, calls the pure parts
 (:mod:`~services.router.validation`, :mod:`~services.router.predictor`) and writes JSON
-with orjson. Every error is a :class:`~services.router.errors.RouterError` turned into one
-JSON body shape by one handler (the ``except RouterError`` of :meth:`Router._http`).
+with orjson. It only parses, authorises, calls the registry and the predictor, and answers.
+Every error is a :class:`~services.router.errors.ApiError` turned into one JSON body shape
+(:class:`winemeup.api.ErrorBody`) by one handler (the ``except ApiError`` of
+:meth:`Router._http`). The parts it calls are built from the settings by
+:mod:`~services.router.components`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from services.router import metrics
 from services.router.auth import KeyRing, presented_key
-from services.router.cache import PredictionCache, RedisCache, TieredCache, make_cache
+from services.router.components import Components, build
 from services.router.errors import (
+    ApiError,
     MethodNotAllowed,
-    NotReady,
     PayloadTooLarge,
     RouteNotFound,
-    RouterError,
-    UnknownModel,
     UnsupportedContentEncoding,
     UnsupportedMediaType,
 )
-from services.router.models import READY, InlineModel, RunnerClient, RunnerModel, ServedModel
+from services.router.models import ServedModel
 from services.router.openapi import SWAGGER_HTML, build_openapi
 from services.router.predictor import Predictor
+from services.router.registry import ModelRegistry
 from services.router.settings import RouterSettings
 from services.router.validation import parse_batch, parse_default_model, parse_predict
-from winemeup.runtimes import load_runtime
-from winemeup.schema import SCHEMA, FieldError, quality_grade
+from winemeup.api import (
+    BatchRequest,
+    BatchResponse,
+    DefaultModelChange,
+    DefaultModelRequest,
+    FeatureList,
+    Health,
+    ModelList,
+    PredictRequest,
+    PredictResponse,
+    Readiness,
+)
+from winemeup.schema import SCHEMA, quality_grade
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +61,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON = b"application/json"
-DEFAULT_MODEL_KEY = "wmu:default-model"
-"""Redis key of the shared default model record ``{"model", "configured"}``."""
 
 
 @dataclass(slots=True)
@@ -75,6 +86,12 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+_PREDICT_ERRORS = {
+    "404": "Unknown model",
+    "503": "The model is unavailable (runner down or slow, load failed)",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One API route: method, path, handler and how it is guarded and documented."""
@@ -83,42 +100,77 @@ class Route:
     path: str
     handler: Handler
     auth: str  # "open", "user" or "admin"
-    request_schema: str | None = None
-    response_schema: str | None = None
+    request_type: type[BaseModel] | None = None
+    response_type: type[BaseModel] | None = None
     tag: str = "predictions"
+    errors: dict[str, str] = field(default_factory=dict)
+    """Error statuses beyond those of every body and every key (documentation only)."""
+    media_type: str = "application/json"
 
 
 class Router:
-    """The ASGI application: state (models, cache, default model) plus route handlers."""
+    """The ASGI application: route handlers over the registry and the predictor."""
 
     def __init__(self, settings: RouterSettings):
         self.settings = settings
         self.keyring = KeyRing(settings.key_set(), settings.key_set(admin=True))
-        self.default_model = settings.default_model
-        self.models: dict[str, ServedModel] = {}
-        self.cache: PredictionCache | None = None
+        self.components: Components | None = None
+        self.registry: ModelRegistry | None = None
         self.predictor: Predictor | None = None
-        self._session: Any = None
-        self._background: set[asyncio.Task[Any]] = set()
         self.routes = [
-            Route("POST", "/v1/predict", self.predict, "user", "PredictRequest", "PredictResponse"),
-            Route("POST", "/v1/predict/batch", self.predict_batch, "user", "BatchRequest", "BatchResponse"),
-            Route("GET", "/v1/models", self.list_models, "user", None, "ModelList", "models"),
+            Route(
+                "POST",
+                "/v1/predict",
+                self.predict,
+                "user",
+                PredictRequest,
+                PredictResponse,
+                errors=_PREDICT_ERRORS,
+            ),
+            Route(
+                "POST",
+                "/v1/predict/batch",
+                self.predict_batch,
+                "user",
+                BatchRequest,
+                BatchResponse,
+                errors=_PREDICT_ERRORS,
+            ),
+            Route("GET", "/v1/models", self.list_models, "user", None, ModelList, "models"),
             Route(
                 "PUT",
                 "/v1/models/default",
                 self.set_default,
                 "admin",
-                "DefaultModelRequest",
-                "DefaultModel",
+                DefaultModelRequest,
+                DefaultModelChange,
                 "models",
+                {"404": "Unknown model"},
             ),
-            Route("GET", "/v1/features", self.features, "user", None, "FeatureList", "models"),
-            Route("GET", "/healthz", self.healthz, "open", None, "Status", "operations"),
-            Route("GET", "/readyz", self.readyz, "open", None, "Status", "operations"),
-            Route("GET", "/metrics", self.metrics, "open", None, None, "operations"),
+            Route("GET", "/v1/features", self.features, "user", None, FeatureList, "models"),
+            Route("GET", "/healthz", self.healthz, "open", None, Health, "operations"),
+            Route(
+                "GET",
+                "/readyz",
+                self.readyz,
+                "open",
+                None,
+                Readiness,
+                "operations",
+                {"503": "An inline default model is still loading in this pod"},
+            ),
+            Route(
+                "GET",
+                "/metrics",
+                self.metrics,
+                "open",
+                None,
+                None,
+                "operations",
+                media_type=metrics.CONTENT_TYPE,
+            ),
             Route("GET", "/openapi.json", self.openapi_json, "open", None, None, "operations"),
-            Route("GET", "/docs", self.docs, "open", None, None, "operations"),
+            Route("GET", "/docs", self.docs, "open", None, None, "operations", media_type="text/html"),
         ]
         self._table: dict[str, dict[str, Route]] = {}
         for route in self.routes:
@@ -129,135 +181,29 @@ class Router:
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Open the cache and runner sessions, start probes and background loads."""
-        import aiohttp
-
+        """Build the cache, models and registry; start probes and background loads."""
         s = self.settings
-        redis_url = s.redis_url.get_secret_value() if s.redis_url is not None else None
-        self.cache = make_cache(
-            redis_url,
-            s.cache_ttl_seconds,
-            s.cache_max_entries,
-            s.redis_timeout_seconds,
-            s.cache_backoff_seconds,
-            s.near_cache_entries,
-            s.redis_password.get_secret_value() if s.redis_password is not None else None,
-            str(s.redis_tls_ca_file) if s.redis_tls_ca_file is not None else None,
-        )
-        self.predictor = Predictor(self.cache)
-        runner_models = [m for m in s.models if s.placement_of(m) == "runner"]
-        if runner_models:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60, ttl_dns_cache=300),
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-            )
-        for name in s.models:
-            if s.placement_of(name) == "runner":
-                client = RunnerClient(self._session, s.runner_urls[name], s.runner_timeout_seconds)
-                self.models[name] = RunnerModel(
-                    name,
-                    client,
-                    s.health_interval_seconds,
-                    s.microbatch_max_rows,
-                    s.microbatch_wait_ms,
-                    s.runner_max_inflight_calls,
-                )
-            else:
-                self.models[name] = InlineModel(
-                    name,
-                    s.inline_thread_min_rows,
-                    s.health_interval_seconds,
-                    loader=functools.partial(
-                        load_runtime, batch_threads=s.inline_threads, path=s.serving_path, store=s.model_store
-                    ),
-                    loop_max_seconds=s.inline_loop_max_seconds,
-                )
-        for model in self.models.values():
-            await model.start()
-        metrics.set_default_model(self.default_model, list(self.models))
-        self._spawn(self._preload())
-        if self._shared_redis() is not None:
-            await self._sync_default()
-            self._spawn(self._sync_default_loop())
+        self.components = build(s)
+        self.registry = self.components.registry
+        self.predictor = Predictor(self.components.cache)
+        await self.registry.start(warm_all=s.preload_inline_models)
         logger.info(
             "router serving %s (default %s), cache %s, on %s:%s",
-            ", ".join(f"{m.name}:{m.placement}" for m in self.models.values()),
-            self.default_model,
-            self.cache.backend,
+            ", ".join(f"{m.name}:{m.placement}" for m in self.registry.models()),
+            self.registry.default,
+            self.components.cache.backend,
             s.host,
             s.port,
         )
 
-    def _shared_redis(self) -> RedisCache | None:
-        redis = self.cache.far if isinstance(self.cache, TieredCache) else self.cache
-        return redis if isinstance(redis, RedisCache) else None
-
-    def _apply_default(self, name: str, why: str) -> None:
-        if name == self.default_model:
-            return
-        previous, self.default_model = self.default_model, name
-        metrics.set_default_model(name, list(self.models))
-        logger.info("default model %s -> %s (%s)", previous, name, why)
-        model = self.models[name]
-        if isinstance(model, InlineModel):
-            model.begin_load()
-
-    async def _sync_default(self) -> None:
-        """Adopt the default model another replica swapped to, if it was swapped from our config.
-
-        The shared record names the configured default it was made over: after a deploy that
-        changes the configured default, the configuration wins again.
-        """
-        redis = self._shared_redis()
-        if redis is None:
-            return
-        text = await redis.get_text(DEFAULT_MODEL_KEY)
-        if not text:
-            return
-        try:
-            record = orjson.loads(text)
-            name, configured = record["model"], record["configured"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            logger.warning("ignoring malformed shared default model record %.100r", text)
-            return
-        if configured == self.settings.default_model and name in self.models:
-            self._apply_default(name, "swapped on another replica")
-
-    async def _sync_default_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.default_sync_seconds)
-            try:
-                await self._sync_default()
-            except Exception:  # a sync bug must not end syncing
-                logger.exception("syncing the default model failed")
-
-    async def _preload(self) -> None:
-        default = self.models[self.default_model]
-        if isinstance(default, InlineModel):
-            await default.begin_load()
-        if not self.settings.preload_inline_models:
-            return
-        for model in self.models.values():
-            if isinstance(model, InlineModel):
-                await model.begin_load()
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def shutdown(self) -> None:
         """Stop probes and close connections."""
-        for task in list(self._background):
-            task.cancel()
-        for model in self.models.values():
-            await model.close()
+        if self.registry is not None:
+            await self.registry.close()
         if self.predictor is not None:
             await self.predictor.drain()
-        if self._session is not None:
-            await self._session.close()
-        if self.cache is not None:
-            await self.cache.close()
+        if self.components is not None:
+            await self.components.close()
 
     # ---- ASGI -------------------------------------------------------------------------------
 
@@ -301,12 +247,12 @@ class Router:
                 key = presented_key(request.headers.get(b"x-api-key"), request.headers.get(b"authorization"))
                 self.keyring.require(key, admin=route.auth == "admin")
             response = await route.handler(request)
-        except RouterError as e:
+        except ApiError as e:
             response = Response(e.status, e.body())
             extra = e.headers()
         except Exception:
             logger.exception("unhandled error on %s %s", scope["method"], path)
-            response = Response(500, RouterError("internal error; see the router log").body())
+            response = Response(500, ApiError("internal error; see the router log").body())
         await send(
             {
                 "type": "http.response.start",
@@ -358,13 +304,9 @@ class Router:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _model(self, name: str | None, request: Request) -> ServedModel:
-        model = self.models.get(name or self.default_model)
-        if model is None:
-            request.model_label = "unknown"
-            raise UnknownModel(
-                f"unknown model '{name}'; this router serves {', '.join(self.models)}",
-                [FieldError("model", f"unknown model '{name}'")],
-            )
+        assert self.registry is not None
+        request.model_label = "unknown"
+        model = self.registry.resolve(name)
         request.model_label = model.name
         request.placement = model.placement
         return model
@@ -418,12 +360,10 @@ class Router:
 
     async def list_models(self, request: Request) -> Response:
         """List the served models with their placement, status, version and training metrics."""
-        entries = []
-        for model in self.models.values():
-            entry = model.describe()
-            entry["default"] = model.name == self.default_model
-            entries.append(entry)
-        return Response(200, orjson.dumps({"default": self.default_model, "models": entries}))
+        assert self.registry is not None
+        return Response(
+            200, orjson.dumps({"default": self.registry.default, "models": self.registry.describe()})
+        )
 
     async def set_default(self, request: Request) -> Response:
         """Change the default model (admin key only); the next request uses it.
@@ -432,19 +372,19 @@ class Router:
         can never serve another model's cached score. With Redis, the swap is shared: other
         replicas adopt it within `default_sync_seconds` (`"shared": true` in the answer).
         """
+        assert self.registry is not None
         name = parse_default_model(await self._json_body(request))
-        model = self._model(name, request)
-        previous = self.default_model
-        self._apply_default(model.name, "admin request")
-        shared = False
-        redis = self._shared_redis()
-        if redis is not None:
-            record = orjson.dumps({"model": model.name, "configured": self.settings.default_model})
-            shared = await redis.set_text(DEFAULT_MODEL_KEY, record.decode())
+        self._model(name, request)
+        swap = await self.registry.set_default(name)
         return Response(
             200,
             orjson.dumps(
-                {"default": model.name, "previous": previous, "status": model.status, "shared": shared}
+                {
+                    "default": swap.model.name,
+                    "previous": swap.previous,
+                    "status": swap.model.status,
+                    "shared": swap.shared,
+                }
             ),
         )
 
@@ -464,24 +404,16 @@ class Router:
         the other models, cached answers and the UI keep working. Only an inline default model
         still loading in this pod keeps it unready.
         """
-        model = self.models.get(self.default_model)
-        cache: dict[str, Any] = {"backend": self.cache.backend if self.cache else "none"}
-        redis = self.cache.far if isinstance(self.cache, TieredCache) else self.cache
-        if isinstance(redis, RedisCache):
-            try:
-                cache["reachable"] = await asyncio.wait_for(
-                    redis.ping(), self.settings.redis_timeout_seconds * 4
-                )
-            except TimeoutError:
-                cache["reachable"] = False
-        if model is None:
-            raise NotReady("no default model")
-        if isinstance(model, InlineModel) and model.status != READY:
-            model.begin_load()
-            raise NotReady(
-                f"default model '{model.name}' is {model.status}: {model.reason or 'not loaded yet'}"
-            )
-        unavailable = sorted(m.name for m in self.models.values() if m.status != READY)
+        assert self.registry is not None and self.components is not None
+        cache = self.components.cache
+        state: dict[str, Any] = {"backend": cache.backend}
+        try:
+            reachable = await asyncio.wait_for(cache.ping(), self.settings.redis_timeout_seconds * 4)
+        except TimeoutError:
+            reachable = False
+        if reachable is not None:
+            state["reachable"] = reachable
+        model = self.registry.default_ready()
         return Response(
             200,
             orjson.dumps(
@@ -490,8 +422,8 @@ class Router:
                     "default_model": model.name,
                     "default_model_status": model.status,
                     "version": model.version,
-                    "models_not_ready": unavailable,
-                    "cache": cache,
+                    "models_not_ready": self.registry.not_ready(),
+                    "cache": state,
                 }
             ),
         )

@@ -1,10 +1,12 @@
 """The router's error hierarchy: each error carries its HTTP status and a stable code.
 
-One handler (in :mod:`services.router.app`) turns any :class:`RouterError` into the one JSON
-error body shape::
+One handler (in :mod:`services.router.app`) turns any :class:`ApiError` into the one JSON
+error body shape of every WineMeUp service (:class:`winemeup.api.ErrorBody`)::
 
-    {"error": {"code": "validation_error", "message": "...",
-               "details": [{"field": "features.ph", "problem": "..."}]}}
+    {"error": "1 invalid field: features.ph: ...", "code": "validation_error",
+     "details": [{"field": "features.ph", "problem": "..."}]}
+
+``error`` is a string, so an Open Inference Protocol client reads the same body.
 
 A client mistake is always a 4xx; only a bug in the router is a 500.
 """
@@ -18,7 +20,7 @@ import orjson
 from winemeup.schema import FieldError
 
 
-class RouterError(Exception):
+class ApiError(Exception):
     """Base of every error the router answers with; ``status`` is the HTTP status."""
 
     status: int = 500
@@ -31,24 +33,24 @@ class RouterError(Exception):
 
     def body(self) -> bytes:
         """The JSON error body."""
-        error: dict[str, object] = {"code": self.code, "message": self.message}
+        body: dict[str, object] = {"error": self.message, "code": self.code}
         if self.details:
-            error["details"] = [d.as_dict() for d in self.details]
-        return orjson.dumps({"error": error})
+            body["details"] = [d.as_dict() for d in self.details]
+        return orjson.dumps(body)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """Extra response headers (e.g. ``WWW-Authenticate``, ``Allow``)."""
         return []
 
 
-class MalformedRequest(RouterError):
+class MalformedRequest(ApiError):
     """The body is not a JSON document the API can read (empty, not JSON, NaN/Infinity)."""
 
     status = 400
     code = "malformed_request"
 
 
-class ValidationFailed(RouterError):
+class ValidationFailed(ApiError):
     """The body is JSON but fields are missing, unknown, of the wrong type or out of range."""
 
     status = 422
@@ -65,7 +67,7 @@ class ValidationFailed(RouterError):
         super().__init__(message, details)
 
 
-class Unauthenticated(RouterError):
+class Unauthenticated(ApiError):
     """No API key, or one that is not configured."""
 
     status = 401
@@ -75,28 +77,28 @@ class Unauthenticated(RouterError):
         return [(b"www-authenticate", b'Bearer realm="winemeup"')]
 
 
-class Forbidden(RouterError):
+class Forbidden(ApiError):
     """A valid key that may not use this route (admin routes)."""
 
     status = 403
     code = "forbidden"
 
 
-class RouteNotFound(RouterError):
+class RouteNotFound(ApiError):
     """No route at this path."""
 
     status = 404
     code = "not_found"
 
 
-class UnknownModel(RouterError):
+class UnknownModel(ApiError):
     """The request names a model the router does not serve."""
 
     status = 404
     code = "unknown_model"
 
 
-class MethodNotAllowed(RouterError):
+class MethodNotAllowed(ApiError):
     """The path exists but not with this HTTP method."""
 
     status = 405
@@ -110,14 +112,14 @@ class MethodNotAllowed(RouterError):
         return [(b"allow", ", ".join(self.allowed).encode())]
 
 
-class PayloadTooLarge(RouterError):
+class PayloadTooLarge(ApiError):
     """The body is larger than ``max_body_bytes``."""
 
     status = 413
     code = "payload_too_large"
 
 
-class UnsupportedMediaType(RouterError):
+class UnsupportedMediaType(ApiError):
     """The body is not sent as ``application/json``."""
 
     status = 415
@@ -132,7 +134,7 @@ class UnsupportedContentEncoding(UnsupportedMediaType):
         return [(b"accept-encoding", b"identity")]
 
 
-class ModelUnavailable(RouterError):
+class ModelUnavailable(ApiError):
     """The model exists but cannot answer now (runner down or slow, load failed)."""
 
     status = 503
@@ -144,7 +146,7 @@ class ModelUnavailable(RouterError):
         self.reason = reason
 
 
-class NotReady(RouterError):
+class NotReady(ApiError):
     """The router cannot serve its default model yet (``/readyz``)."""
 
     status = 503

@@ -1,7 +1,9 @@
 """The models the router serves: inline (in this process) or behind a runner (HTTP).
 
-``ServedModel`` is the one interface the routes use: ``predict(matrix)`` returns scores
-and the model version they came from; ``status`` is ready, loading or unavailable.
+``ServedModel`` is the one interface the registry and the predictor use: ``predict(matrix)``
+returns scores and the model version they came from; ``ensure_ready()`` waits until the model
+can answer and names its version; ``warm()`` gets it ready without a request; ``status`` is
+ready, loading or unavailable. Models know nothing of cache keys (the predictor owns them).
 
 * :class:`InlineModel` loads lazily with :func:`winemeup.runtimes.load_runtime` in a worker
   thread (the event loop never blocks on a load); small batches are predicted on the loop
@@ -25,7 +27,6 @@ import numpy as np
 import orjson
 
 from services.router import metrics
-from services.router.cache import KeyMaker
 from services.router.errors import ModelUnavailable
 from winemeup.schema import SCHEMA
 
@@ -40,6 +41,9 @@ class ServedModel(ABC):
     """One model as the routes see it."""
 
     placement: str = ""
+    in_process: bool = False
+    """True when the model runs in this process: the pod can serve only once it is loaded
+    (a runner is shared by every pod, so its outage is that model's 503, not the pod's)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -49,7 +53,6 @@ class ServedModel(ABC):
         self.framework: str | None = None
         self.metadata: dict[str, Any] = {}
         self.labels: dict[str, str] = {}
-        self.keys: KeyMaker | None = None
         self.serving: dict[str, Any] = {}
         self._ready_gauge = metrics.MODEL_READY.labels(name, self.placement)
         self._ready_gauge.set(0)
@@ -72,11 +75,10 @@ class ServedModel(ABC):
     def _set_identity(
         self, version: str, framework: str | None, labels: dict[str, str], metadata: dict[str, Any]
     ) -> None:
-        if version != self.version or self.keys is None:
+        if version != self.version:
             if self.version is not None:
                 logger.info("model %s: version %s -> %s", self.name, self.version, version)
             self.version = version
-            self.keys = KeyMaker(self.name, version)
         self.framework = framework
         self.labels = labels
         self.metadata = metadata
@@ -98,8 +100,8 @@ class ServedModel(ABC):
             logger.info("model %s (%s): served by %s", self.name, self.placement, path)
 
     @abstractmethod
-    async def ensure_ready(self) -> KeyMaker:
-        """Wait until the model can answer and return its key maker; raise ModelUnavailable."""
+    async def ensure_ready(self) -> str:
+        """Wait until the model can answer and return its version; raise ModelUnavailable."""
 
     @abstractmethod
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:
@@ -107,6 +109,9 @@ class ServedModel(ABC):
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin background work (probes)."""
+
+    async def warm(self) -> None:  # noqa: B027 - optional hook
+        """Get ready to answer without waiting for a request (load, warm up); never raises."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Stop background work."""
@@ -132,6 +137,7 @@ class InlineModel(ServedModel):
     """A model loaded into the router process."""
 
     placement = "inline"
+    in_process = True
 
     def __init__(
         self,
@@ -213,14 +219,17 @@ class InlineModel(ServedModel):
         assert task is not None
         return task
 
-    async def ensure_ready(self) -> KeyMaker:
-        keys = self.keys
-        if keys is not None and self.runtime is not None:
-            return keys
+    async def warm(self) -> None:
         await asyncio.shield(self.begin_load())
-        if self.runtime is None or self.keys is None:
+
+    async def ensure_ready(self) -> str:
+        version = self.version
+        if version is not None and self.runtime is not None:
+            return version
+        await asyncio.shield(self.begin_load())
+        if self.runtime is None or self.version is None:
             raise ModelUnavailable(self.name, self.reason or "not loaded")
-        return self.keys
+        return self.version
 
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:
         runtime = self.runtime
@@ -473,16 +482,16 @@ class RunnerModel(ServedModel):
         if self._probe_task is not None:
             self._probe_task.cancel()
 
-    async def ensure_ready(self) -> KeyMaker:
-        keys = self.keys
-        if self.status == READY and keys is not None:
-            return keys
+    async def ensure_ready(self) -> str:
+        version = self.version
+        if self.status == READY and version is not None:
+            return version
         if not self._checked.is_set():
             # First requests right after start-up wait for the first probe (bounded by its timeout).
             await self._checked.wait()
-            keys = self.keys
-            if self.status == READY and keys is not None:
-                return keys
+            version = self.version
+            if self.status == READY and version is not None:
+                return version
         raise ModelUnavailable(self.name, self.reason or "runner not ready")
 
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:

@@ -1,194 +1,113 @@
-"""The OpenAPI 3.1 document of the router, built from the feature schema and route docstrings."""
+"""The OpenAPI 3.1 document of the router, generated from the API contract (:mod:`winemeup.api`).
+
+Components are pydantic's JSON Schemas of the declared types; paths come from the route
+table (method, path, types, who may call it) and each handler's docstring (summary and
+description). The only thing added by hand is the list of served model names, which is
+known at start-up.
+"""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any, Protocol
 
-from winemeup.schema import SCHEMA
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from winemeup.api import ErrorBody
+
+_REF = "#/components/schemas/{model}"
+
+# Error statuses every body-carrying route may answer, and what they mean.
+_BODY_ERRORS = {
+    "400": "Malformed body: empty, not JSON, NaN or Infinity",
+    "413": "Body too large",
+    "415": "Not application/json, or compressed (Content-Encoding)",
+    "422": "Invalid fields; `details` names each one",
+}
 
 
 class _RouteLike(Protocol):
     method: str
     path: str
     auth: str
-    request_schema: str | None
-    response_schema: str | None
+    request_type: type[BaseModel] | None
+    response_type: type[BaseModel] | None
+    media_type: str
     tag: str
+    errors: dict[str, str]
 
     @property
     def handler(self) -> Any: ...
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _schemas(models: list[str]) -> dict[str, Any]:
-    model_name = {
-        "type": "string",
-        "enum": models,
-        "description": "Model name; omitted means the default model.",
-    }
-    score = {"type": "number", "description": "The model's quality score (0-10 scale, not rounded)."}
-    quality = {"type": "integer", "minimum": 0, "maximum": 10, "description": "Score rounded half up."}
-    cached = {"type": "boolean", "description": "True when the score came from the prediction cache."}
-    return {
-        "Features": SCHEMA.json_schema(),
-        "PredictRequest": {
-            "type": "object",
-            "required": ["features"],
-            "additionalProperties": False,
-            "properties": {"features": _ref("Features"), "model": model_name},
-        },
-        "BatchRequest": {
-            "type": "object",
-            "required": ["instances"],
-            "additionalProperties": False,
-            "properties": {
-                "instances": {"type": "array", "minItems": 1, "items": _ref("Features")},
-                "model": model_name,
-            },
-        },
-        "PredictResponse": {
-            "type": "object",
-            "required": ["model", "model_version", "score", "quality", "cached"],
-            "properties": {
-                "model": {"type": "string"},
-                "model_version": {"type": "string"},
-                "score": score,
-                "quality": quality,
-                "cached": cached,
-            },
-        },
-        "BatchResponse": {
-            "type": "object",
-            "required": ["model", "model_version", "predictions"],
-            "properties": {
-                "model": {"type": "string"},
-                "model_version": {"type": "string"},
-                "predictions": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["score", "quality", "cached"],
-                        "properties": {"score": score, "quality": quality, "cached": cached},
-                    },
-                },
-            },
-        },
-        "Model": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "framework": {"type": ["string", "null"]},
-                "version": {"type": ["string", "null"]},
-                "placement": {"type": "string", "enum": ["inline", "runner"]},
-                "status": {"type": "string", "enum": ["ready", "loading", "unavailable"]},
-                "metrics": {"type": "object", "description": "Evaluation figures recorded at training time."},
-                "default": {"type": "boolean"},
-                "reason": {"type": "string"},
-            },
-        },
-        "ModelList": {
-            "type": "object",
-            "properties": {
-                "default": {"type": "string"},
-                "models": {"type": "array", "items": _ref("Model")},
-            },
-        },
-        "DefaultModelRequest": {
-            "type": "object",
-            "required": ["model"],
-            "additionalProperties": False,
-            "properties": {"model": {"type": "string", "enum": models}},
-        },
-        "DefaultModel": {
-            "type": "object",
-            "properties": {
-                "default": {"type": "string"},
-                "previous": {"type": "string"},
-                "status": {"type": "string"},
-            },
-        },
-        "FeatureList": {
-            "type": "object",
-            "properties": {
-                "schema_version": {"type": "string"},
-                "features": {"type": "array", "items": {"type": "object"}},
-            },
-        },
-        "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
-                            },
-                        },
-                    },
-                }
-            },
-        },
-    }
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+    return {"description": description, "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+
+
+def _served_names(schemas: dict[str, Any], models: list[str]) -> None:
+    """Constrain every ``model`` request field to the names this router serves."""
+    for schema in schemas.values():
+        field = schema.get("properties", {}).get("model")
+        if field is None or "additionalProperties" not in schema:  # requests forbid extras
+            continue
+        for branch in field.get("anyOf", [field]):
+            if branch.get("type") == "string":
+                branch["enum"] = list(models)
+
+
+def _operation(route: _RouteLike) -> dict[str, Any]:
+    doc = inspect.getdoc(route.handler) or ""
+    summary, _, description = doc.partition("\n")
+    op: dict[str, Any] = {
+        "summary": summary.strip(),
+        "operationId": route.handler.__name__,
+        "tags": [route.tag],
+    }
+    if description.strip():
+        op["description"] = description.strip()
+    content: dict[str, Any] = {}
+    if route.response_type is not None:
+        content = {route.media_type: {"schema": _ref(route.response_type)}}
+    elif route.media_type != "application/json":
+        content = {route.media_type: {"schema": {"type": "string"}}}
+    else:
+        content = {route.media_type: {"schema": {"type": "object"}}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
+    if route.request_type is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(route.request_type)}},
+        }
+        responses.update({status: _error(text) for status, text in _BODY_ERRORS.items()})
+    if route.auth != "open":
+        op["security"] = [{"ApiKey": []}, {"Bearer": []}]
+        responses["401"] = _error("Missing or invalid API key")
+    if route.auth == "admin":
+        responses["403"] = _error("The key is not an admin key")
+    responses.update({status: _error(text) for status, text in route.errors.items()})
+    op["responses"] = responses
+    return op
 
 
 def build_openapi(routes: list[Any], models: list[str]) -> dict[str, Any]:
     """The OpenAPI 3.1 document; each route's docstring gives its summary and description."""
+    requests = {r.request_type for r in routes if r.request_type is not None}
+    responses = {r.response_type for r in routes if r.response_type is not None} | {ErrorBody}
+    _, top = models_json_schema(
+        [(t, "validation") for t in sorted(requests, key=str)]
+        + [(t, "serialization") for t in sorted(responses - requests, key=str)],
+        ref_template=_REF,
+    )
+    schemas: dict[str, Any] = top.get("$defs", {})
+    _served_names(schemas, models)
     paths: dict[str, Any] = {}
     for route in routes:
-        doc = inspect.getdoc(route.handler) or ""
-        summary, _, description = doc.partition("\n")
-        op: dict[str, Any] = {
-            "summary": summary.strip(),
-            "operationId": route.handler.__name__,
-            "tags": [route.tag],
-            "responses": {},
-        }
-        if description.strip():
-            op["description"] = description.strip()
-        if route.response_schema:
-            op["responses"]["200"] = {
-                "description": "OK",
-                "content": {"application/json": {"schema": _ref(route.response_schema)}},
-            }
-        else:
-            op["responses"]["200"] = {"description": "OK"}
-        if route.request_schema:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(route.request_schema)}},
-            }
-            op["responses"]["400"] = _error("Malformed body: empty, not JSON, NaN or Infinity")
-            op["responses"]["413"] = _error("Body too large")
-            op["responses"]["415"] = _error("Not application/json, or compressed (Content-Encoding)")
-            op["responses"]["422"] = _error("Invalid fields; `details` names each one")
-        if route.auth != "open":
-            op["security"] = [{"ApiKey": []}, {"Bearer": []}]
-            op["responses"]["401"] = _error("Missing or invalid API key")
-        if route.auth == "admin":
-            op["responses"]["403"] = _error("The key is not an admin key")
-        if route.path.startswith("/v1/predict") or route.path == "/v1/models/default":
-            op["responses"]["404"] = _error("Unknown model")
-        if route.path.startswith("/v1/predict"):
-            op["responses"]["503"] = _error("The model is unavailable (runner down or slow, load failed)")
-        if route.path == "/readyz":
-            op["responses"]["503"] = _error("An inline default model is still loading in this pod")
-        paths.setdefault(route.path, {})[route.method.lower()] = op
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -198,7 +117,7 @@ def build_openapi(routes: list[Any], models: list[str]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _schemas(models),
+            "schemas": schemas,
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "Bearer": {"type": "http", "scheme": "bearer"},

@@ -1,18 +1,22 @@
-"""Cache-through prediction: cache lookup, single-flight, one model call for the misses.
+"""Cache-through prediction: cache keys, cache lookup, single-flight, one model call for the misses.
 
-This module knows the cache and the model interfaces, not HTTP.
+The predictor owns the cache keys (a model only reports its version). This module knows the
+cache and the model interfaces, not HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from services.router import metrics
-from services.router.cache import PredictionCache, SingleFlight
+from services.router.cache import PredictionCache
+from services.router.cache_keys import KeyMaker
 from services.router.models import ServedModel
+from services.router.single_flight import SingleFlight
 
 Result = tuple[float, str]
 
@@ -36,6 +40,14 @@ class Predictor:
         self._misses = metrics.CACHE_MISSES.labels(cache.backend)
         self._writes: set[asyncio.Task[None]] = set()
         self._max_writes = max_background_writes
+        self._keymakers: dict[str, KeyMaker] = {}
+
+    def keys_of(self, model: str, version: str) -> KeyMaker:
+        """The key maker of one model version (one seeded hash per model, replaced on a new version)."""
+        keys = self._keymakers.get(model)
+        if keys is None or keys.version != version:
+            keys = self._keymakers[model] = KeyMaker(model, version)
+        return keys
 
     async def _store_batch(self, items: list[tuple[bytes, float]]) -> None:
         """Store a batch's fresh scores after answering (the cache never fails a request).
@@ -59,94 +71,79 @@ class Predictor:
 
     async def predict_one(self, model: ServedModel, row: list[float]) -> tuple[float, str, bool]:
         """(score, model_version, cached) for one model-input row."""
-        keys = await model.ensure_ready()
-        key = keys.key(row)
-        flight = self.flight
-        waiter = flight.waiter(key)
-        if waiter is None:
-            hit = await self.cache.get(key)
-            if hit is None:
-                # While we asked the cache, another request may have computed it (and stored
-                # it locally) or started computing it.
-                hit = self.cache.peek(key)
-            if hit is not None:
-                self._hits.inc()
-                return hit, keys.version, True
-            waiter = flight.waiter(key)
-        if waiter is not None:
-            score, version = await asyncio.shield(waiter)
-            return score, version, False
-        self._misses.inc()
-        flight.claim(key)
-        try:
-            scores, version = await model.predict(np.array((row,), dtype=np.float64))
-        except BaseException as e:
-            flight.reject(key, e)
-            raise
-        score = float(scores[0])
-        flight.resolve(key, (score, version))
-        if version != keys.version and model.keys is not None and model.keys.version == version:
-            key = model.keys.key(row)  # the model reported a new version: store under its keys
-        elif version != keys.version:
-            return score, version, False
-        await self.cache.set_many(((key, score),))
-        return score, version, False
+        version = await model.ensure_ready()
+        key = self.keys_of(model.name, version).key(row)
+        hit = await self.cache.get(key)
+        if hit is None:
+            # While we asked the cache, another request may have computed and stored it here.
+            hit = self.cache.peek(key)
+        if hit is not None:
+            self._hits.inc()
+            return hit, version, True
+
+        async def compute() -> Result:
+            scores, served = await model.predict(np.array((row,), dtype=np.float64))
+            return float(scores[0]), served
+
+        (score, served), shared = await self.flight.run(key, compute)
+        if not shared:
+            self._misses.inc()
+            if served != version:  # the model reported a new version: store under its keys
+                key = self.keys_of(model.name, served).key(row)
+            await self.cache.set_many(((key, score),))
+        return score, served, False
 
     async def predict_many(self, model: ServedModel, matrix: np.ndarray) -> BatchResult:
         """Scores for every row of ``matrix``; one model call for all distinct misses."""
-        keymaker = await model.ensure_ready()
-        version = keymaker.version
-        keys = keymaker.keys(matrix)
-        n = len(keys)
+        version = await model.ensure_ready()
+        keys = self.keys_of(model.name, version).keys(matrix)
         # Distinct keys, in first-seen order; duplicates in one batch are looked up once.
         position: dict[bytes, int] = {}
         for i, key in enumerate(keys):
             position.setdefault(key, i)
         unique = list(position)
         values = await self.cache.get_many(unique)
-        known: dict[bytes, float] = {}
-        from_cache: set[bytes] = set()
-        pending: list[tuple[bytes, asyncio.Future[Result]]] = []
-        compute: list[bytes] = []
-        flight = self.flight
         peek = self.cache.peek
+        known: dict[bytes, float] = {}
+        missing: list[bytes] = []
         for key, value in zip(unique, values, strict=True):
             if value is None:
                 value = peek(key)  # computed by a concurrent request while we waited
-            if value is not None:
-                known[key] = value
-                from_cache.add(key)
-                continue
-            waiter = flight.waiter(key)
-            if waiter is not None:
-                pending.append((key, waiter))
+            if value is None:
+                missing.append(key)
             else:
-                compute.append(key)
-        self._hits.inc(len(from_cache))
-        self._misses.inc(len(unique) - len(from_cache))
-        if compute:
-            for key in compute:
-                flight.claim(key)
-            idx = [position[k] for k in compute]
-            try:
-                scores, version = await model.predict(matrix[idx])
-            except BaseException as e:
-                for key in compute:
-                    flight.reject(key, e)
-                raise
-            fresh = scores.tolist()
-            for key, score in zip(compute, fresh, strict=True):
-                known[key] = score
-                flight.resolve(key, (score, version))
-            if version == keymaker.version:
-                await self._store_batch(list(zip(compute, fresh, strict=True)))
-            elif model.keys is not None and model.keys.version == version:
-                new_keys = model.keys.keys(matrix[idx])
-                await self._store_batch(list(zip(new_keys, fresh, strict=True)))
-        for key, waiter in pending:
-            known[key] = (await asyncio.shield(waiter))[0]
-        return BatchResult(
-            scores=[known[k] for k in keys],
-            cached=[k in from_cache for k in keys] if from_cache else [False] * n,
-            version=version,
-        )
+                known[key] = value
+        self._hits.inc(len(known))
+        self._misses.inc(len(missing))
+        if not missing:
+            return BatchResult([known[k] for k in keys], [True] * len(keys), version)
+        served, fresh = await self._compute_missing(model, version, matrix, missing, position)
+        cached = [k in known for k in keys] if known else [False] * len(keys)
+        known.update(fresh)
+        return BatchResult([known[k] for k in keys], cached, served)
+
+    async def _compute_missing(
+        self,
+        model: ServedModel,
+        version: str,
+        matrix: np.ndarray,
+        missing: list[bytes],
+        position: dict[bytes, int],
+    ) -> tuple[str, dict[bytes, float]]:
+        """(version, score by key) of the misses: one model call for those nobody else computes."""
+
+        async def compute(indices: list[int]) -> Sequence[Result]:
+            rows = matrix[[position[missing[i]] for i in indices]]
+            scores, served = await model.predict(rows)
+            return [(score, served) for score in scores.tolist()]
+
+        results, mine = await self.flight.run_many(missing, compute)
+        fresh = {key: score for key, (score, _) in zip(missing, results, strict=True)}
+        served = results[mine[0] if mine else 0][1]
+        if mine:
+            if served == version:
+                store = [missing[i] for i in mine]
+            else:  # the model reported a new version: store under its keys
+                store = self.keys_of(model.name, served).keys(matrix[[position[missing[i]] for i in mine]])
+            await self._store_batch([(k, fresh[missing[i]]) for k, i in zip(store, mine, strict=True)])
+        return served, fresh

@@ -160,7 +160,7 @@ def test_auth(inline_router: Any) -> None:
         user = inline_router.headers(bearer=bearer)
         r = httpx.put(f"{url}/v1/models/default", json={"model": "lightgbm"}, headers=user)
         assert r.status_code == 403
-        assert r.json()["error"]["code"] == "forbidden"
+        assert r.json()["code"] == "forbidden"
         admin_headers = inline_router.headers(admin=True, bearer=bearer)
         assert (
             httpx.put(
@@ -253,14 +253,14 @@ def test_bad_input_is_a_4xx_naming_the_problem(
         headers["Content-Type"] = ctype
     r = httpx.post(f"{inline_router.url}/v1/predict", content=body, headers=headers)
     assert r.status_code == status, r.text
-    error = r.json()["error"]
+    error = r.json()
     assert error["code"] == code
-    assert error["message"]
+    assert error["error"]
     if field is not None:
         assert field in [d["field"] for d in error["details"]], error
     if code == "malformed_request" and body:
-        assert ("NaN" in error["message"]) == (b"NaN" in body)
-        assert ("Infinity" in error["message"]) == (b"Infinity" in body)
+        assert ("NaN" in error["error"]) == (b"NaN" in body)
+        assert ("Infinity" in error["error"]) == (b"Infinity" in body)
 
 
 def test_a_gzip_body_is_415_naming_content_encoding(inline_router: Any) -> None:
@@ -274,8 +274,8 @@ def test_a_gzip_body_is_415_naming_content_encoding(inline_router: Any) -> None:
         headers={**headers, "Content-Encoding": "gzip"},
     )
     assert r.status_code == 415, r.text
-    assert r.json()["error"]["code"] == "unsupported_media_type"
-    assert "Content-Encoding gzip" in r.json()["error"]["message"]
+    assert r.json()["code"] == "unsupported_media_type"
+    assert "Content-Encoding gzip" in r.json()["error"]
     assert r.headers["accept-encoding"] == "identity"
     same = httpx.post(
         f"{inline_router.url}/v1/predict", content=plain, headers={**headers, "Content-Encoding": "identity"}
@@ -292,14 +292,14 @@ def test_oversized_body_is_413(inline_router: Any) -> None:
         headers={**inline_router.headers(), "Content-Type": "application/json"},
     )
     assert r.status_code == 413
-    assert r.json()["error"]["code"] == "payload_too_large"
+    assert r.json()["code"] == "payload_too_large"
 
 
 def test_batch_errors_are_indexed_and_limited(client: httpx.Client) -> None:
     bad = [EXAMPLE, EXAMPLE, EXAMPLE, {**EXAMPLE, "ph": "acid"}, {**EXAMPLE, "alcohol": None}]
     r = client.post("/v1/predict/batch", json={"instances": bad})
     assert r.status_code == 422
-    fields = [d["field"] for d in r.json()["error"]["details"]]
+    fields = [d["field"] for d in r.json()["details"]]
     assert fields == ["instances[3].ph", "instances[4].alcohol"]
     too_many = client.post("/v1/predict/batch", json={"instances": [EXAMPLE] * 51})
     assert too_many.status_code == 422
@@ -382,7 +382,17 @@ def test_metrics_pass_promtool(client: httpx.Client, tmp_path: Path) -> None:
 def test_openapi_document_and_docs(client: httpx.Client) -> None:
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
-    assert doc["components"]["schemas"]["Features"] == orjson.loads(orjson.dumps(SCHEMA.json_schema()))
+    features = doc["components"]["schemas"]["Features"]
+    assert features["required"] == SCHEMA.names and features["additionalProperties"] is False
+    for f in SCHEMA.measurements:
+        assert (features["properties"][f.name]["minimum"], features["properties"][f.name]["maximum"]) == (
+            f.minimum,
+            f.maximum,
+        )
+    assert "free_sulfur_dioxide must not exceed total_sulfur_dioxide" in features["description"]
+    model = doc["components"]["schemas"]["PredictRequest"]["properties"]["model"]
+    assert {"type": "null"} in model["anyOf"]  # "model": null means the default model
+    assert doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]["type"] == "string"
     predict = doc["paths"]["/v1/predict"]["post"]
     assert predict["summary"] == "Predict the quality of one wine."
     assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("PredictRequest")

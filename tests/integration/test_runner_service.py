@@ -195,7 +195,7 @@ def test_batch_max_rows_is_a_setting(start_runners: Any, client: httpx.Client) -
     assert post(client, url, {"rows": [EXAMPLE_ROW] * 3}).status_code == 200
     response = post(client, url, {"rows": [EXAMPLE_ROW] * 4})
     assert response.status_code == 413
-    assert response.json()["detail"] == [{"field": "rows", "problem": "at most 3 rows per call, got 4"}]
+    assert response.json()["details"] == [{"field": "rows", "problem": "at most 3 rows per call, got 4"}]
 
 
 BAD_FEATURES = [
@@ -217,7 +217,7 @@ def test_bad_features_name_the_field(
     response = post(client, runner_fleet.url("random_forest") + "/predict_one", {"features": features})
     assert response.status_code == 400, response.text
     body = response.json()
-    assert field in [d["field"] for d in body["detail"]]
+    assert field in [d["field"] for d in body["details"]]
     assert field in body["error"]
 
 

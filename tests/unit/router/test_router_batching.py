@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Sequence
 import numpy as np
 import pytest
 
-from services.router.cache import KeyMaker, MemoryCache, MemoryLRU, PredictionCache
+from services.router.cache import MemoryCache, PredictionCache
 from services.router.errors import ModelUnavailable
+from services.router.lru import MemoryLRU
 from services.router.models import READY, MicroBatcher, ServedModel
 from services.router.predictor import Predictor
 
@@ -27,9 +28,9 @@ class SumModel(ServedModel):
         self.delay = delay
         self.fail = False
 
-    async def ensure_ready(self) -> KeyMaker:
-        assert self.keys is not None
-        return self.keys
+    async def ensure_ready(self) -> str:
+        assert self.version is not None
+        return self.version
 
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:
         self.calls.append(matrix.shape[0])

@@ -7,7 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.router.cache import KeyMaker, MemoryCache, MemoryLRU, SingleFlight, pack_score, unpack_score
+from services.router.cache import MemoryCache
+from services.router.cache_keys import KeyMaker, pack_score, unpack_score
+from services.router.lru import MemoryLRU
+from services.router.single_flight import SingleFlight
 
 ROW = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4, 1.0]
 

@@ -1,4 +1,4 @@
-"""One error body shape, one status per error."""
+"""One error body shape (winemeup.api.ErrorBody), one status per error."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from services.router import errors
+from winemeup.api import ErrorBody
 from winemeup.schema import FieldError
 
 
@@ -23,23 +24,24 @@ from winemeup.schema import FieldError
         (errors.UnsupportedMediaType("x"), 415, "unsupported_media_type"),
         (errors.ModelUnavailable("svr", "down"), 503, "model_unavailable"),
         (errors.NotReady("x"), 503, "not_ready"),
-        (errors.RouterError("x"), 500, "internal_error"),
+        (errors.ApiError("x"), 500, "internal_error"),
     ],
 )
-def test_status_code_and_body_shape(error: errors.RouterError, status: int, code: str) -> None:
+def test_status_code_and_body_shape(error: errors.ApiError, status: int, code: str) -> None:
     assert error.status == status
     body = orjson.loads(error.body())
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert set(body) <= {"error", "code", "details"}
+    assert body["code"] == code
+    assert isinstance(body["error"], str) and body["error"]
+    assert ErrorBody.model_validate(body).code == code
 
 
 def test_validation_error_lists_every_field() -> None:
     details = [FieldError(f"instances[{i}].ph", "must be a number, got string") for i in range(7)]
-    body = orjson.loads(errors.ValidationFailed(details).body())["error"]
+    body = orjson.loads(errors.ValidationFailed(details).body())
     assert [d["field"] for d in body["details"]] == [f"instances[{i}].ph" for i in range(7)]
-    assert body["message"].startswith("7 invalid fields")
-    assert "and 2 more" in body["message"]
+    assert body["error"].startswith("7 invalid fields")
+    assert "and 2 more" in body["error"]
 
 
 def test_model_unavailable_names_the_model() -> None:

@@ -51,8 +51,7 @@ def test_lazy_load_then_ready_with_identity() -> None:
         assert model.status == READY
         entry = model.describe()
         assert entry["version"] == "v7" and entry["metrics"] == {"rmse": 0.6}
-        keys = await model.ensure_ready()
-        assert keys.version == "v7"
+        assert await model.ensure_ready() == "v7"
 
     asyncio.run(scenario())
 
@@ -131,8 +130,8 @@ def test_runner_model_failure_isolation_probe_and_version_change() -> None:
         stub = RunnerStub()
         model = RunnerModel("svr", stub, probe_interval=60, max_rows=64, wait_ms=0, max_inflight=2)  # type: ignore[arg-type]
         await model.probe()
-        keys = await model.ensure_ready()
-        assert (model.status, keys.version, model.describe()["metrics"]) == (READY, "r1", {"r2": 0.4})
+        version = await model.ensure_ready()
+        assert (model.status, version, model.describe()["metrics"]) == (READY, "r1", {"r2": 0.4})
         stub.up = False
         with pytest.raises(ModelUnavailable, match="model 'svr' is unavailable: connection refused"):
             await model.predict(ROWS)
@@ -141,9 +140,9 @@ def test_runner_model_failure_isolation_probe_and_version_change() -> None:
             await model.ensure_ready()  # fails fast while marked down
         stub.up, stub.version = True, "r2"
         await model.probe()
-        assert model.status == READY and (await model.ensure_ready()).version == "r2"
+        assert model.status == READY and await model.ensure_ready() == "r2"
         stub.version = "r3"  # redeployed between probes: the answer's version wins
         _, version = await model.predict(ROWS)
-        assert version == "r3" and model.keys is not None and model.keys.version == "r3"
+        assert version == "r3" and model.version == "r3"
 
     asyncio.run(scenario())

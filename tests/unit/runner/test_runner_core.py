@@ -16,6 +16,7 @@ from services.runner.errors import (
     InvalidRowsError,
     ModelNotLoadedError,
 )
+from winemeup.api import ErrorBody
 from winemeup.runtimes import ModelInfo
 from winemeup.runtimes.sklearn import SklearnRuntime
 from winemeup.schema import SCHEMA, quality_grade
@@ -75,7 +76,8 @@ def test_error_statuses_are_client_errors_except_not_loaded() -> None:
     assert BatchTooLargeError.status == 413
     assert ModelNotLoadedError.status == 503
     body = BatchTooLargeError("too big", []).body()
-    assert body == {"error": "too big", "detail": []}
+    assert body == {"error": "too big", "code": "payload_too_large", "details": []}
+    assert ErrorBody.model_validate(body).error == "too big"  # the one error body shape
 
 
 def test_check_features_accepts_headers_and_names_bad_fields() -> None:

@@ -1,0 +1,282 @@
+"""The router's API contract: every request, response and error body, declared once.
+
+The router's OpenAPI document is generated from these types, its fast validation path is
+parity-tested against them, and the UI client reads the router's answers with them. The wine
+itself (:class:`Features`) is derived from :data:`winemeup.schema.SCHEMA`, so no feature name
+is spelled here.
+
+One error body shape everywhere (router and runners)::
+
+    {"error": "<message>", "code": "<stable code>", "details": [{"field": ..., "problem": ...}]}
+
+``error`` is a plain string so that the Open Inference Protocol's ``{"error": "<string>"}``
+is the same body without its optional fields.
+
+This module imports pydantic and the feature schema only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
+
+from winemeup.schema import QUALITY_MAX, QUALITY_MIN, SCHEMA
+
+__all__ = [
+    "BatchRequest",
+    "BatchResponse",
+    "DefaultModelChange",
+    "DefaultModelRequest",
+    "ErrorBody",
+    "FeatureInfo",
+    "FeatureList",
+    "Features",
+    "FieldProblem",
+    "Health",
+    "ModelInfo",
+    "ModelList",
+    "PredictRequest",
+    "PredictResponse",
+    "Readiness",
+    "ScoredInstance",
+]
+
+_RULES = "; ".join(f"{a} must not exceed {b}" for a, b in SCHEMA.not_exceeding)
+FEATURES_DESCRIPTION = (
+    "One wine, by API name. Training headers (e.g. 'fixed acidity', 'pH') are accepted as aliases "
+    "of the API names. Cross-field rule, checked after the ranges (a 422 names the field): "
+    f"{_RULES}."
+)
+
+
+def _feature_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for f in SCHEMA.features:
+        alias = AliasChoices(f.name, f.header) if f.header != f.name else None
+        if f.kind == "category":
+            kind: Any = Literal[f.choices]  # type: ignore[valid-type]
+            fields[f.name] = (
+                kind,
+                Field(description=f.description, examples=[f.example], validation_alias=alias),
+            )
+        else:
+            fields[f.name] = (
+                float,
+                Field(
+                    ge=f.minimum,
+                    le=f.maximum,
+                    allow_inf_nan=False,
+                    strict=True,
+                    description=f"{f.description} ({f.unit}); training header '{f.header}'",
+                    examples=[f.example],
+                    validation_alias=alias,
+                ),
+            )
+    return fields
+
+
+def _one_spelling(cls: type[BaseModel], data: Any) -> Any:
+    """Reject a feature given under both its API name and its training header."""
+    if isinstance(data, dict):
+        for f in SCHEMA.features:
+            if f.header != f.name and f.name in data and f.header in data:
+                raise ValueError(f"{f.name} is given twice (as '{f.name}' and '{f.header}')")
+    return data
+
+
+def _rules_hold(self: BaseModel) -> BaseModel:
+    """The schema's cross-field rules (a must not exceed b)."""
+    for a, b in SCHEMA.not_exceeding:
+        if getattr(self, a) > getattr(self, b):
+            raise ValueError(f"{a} must not exceed {b}")
+    return self
+
+
+if TYPE_CHECKING:
+
+    class Features(BaseModel):
+        """One wine (fields generated from the feature schema)."""
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    Features = create_model(
+        "Features",
+        __config__=ConfigDict(
+            extra="forbid",
+            populate_by_name=True,
+            title="Features",
+            json_schema_extra={"description": FEATURES_DESCRIPTION, "example": SCHEMA.example()},
+        ),
+        __doc__=FEATURES_DESCRIPTION,
+        __validators__={
+            "one_spelling": model_validator(mode="before")(classmethod(_one_spelling)),
+            "rules_hold": model_validator(mode="after")(_rules_hold),
+        },
+        **_feature_fields(),
+    )
+
+ModelName = str
+_MODEL_FIELD = Field(
+    None,
+    description="Model name; omitted or null means the current default model.",
+    examples=["lightgbm"],
+)
+_SCORE_FIELD = Field(description="The model's quality score (0-10 scale, not rounded).", examples=[5.2])
+_QUALITY_FIELD = Field(
+    ge=QUALITY_MIN, le=QUALITY_MAX, description="The score rounded half up to a quality grade.", examples=[5]
+)
+_CACHED_FIELD = Field(description="True when the score came from the prediction cache.")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+
+class PredictRequest(_Request):
+    """One wine to score."""
+
+    features: Features = Field(description="The wine to score.")
+    model: ModelName | None = _MODEL_FIELD
+
+
+class BatchRequest(_Request):
+    """Many wines to score with one model (at most the router's ``batch_max_rows``)."""
+
+    instances: list[Features] = Field(min_length=1, description="The wines to score, answered in this order.")
+    model: ModelName | None = _MODEL_FIELD
+
+
+class DefaultModelRequest(_Request):
+    """The model to make the default."""
+
+    model: ModelName = Field(description="Name of a served model.", examples=["xgboost"])
+
+
+# ---- responses --------------------------------------------------------------------------------
+
+
+class PredictResponse(BaseModel):
+    """The score of one wine."""
+
+    model: str = Field(description="The model that scored it.", examples=["lightgbm"])
+    model_version: str = Field(description="The version of that model (part of every cache key).")
+    score: float = _SCORE_FIELD
+    quality: int = _QUALITY_FIELD
+    cached: bool = _CACHED_FIELD
+
+
+class ScoredInstance(BaseModel):
+    """The score of one wine of a batch."""
+
+    score: float = _SCORE_FIELD
+    quality: int = _QUALITY_FIELD
+    cached: bool = _CACHED_FIELD
+
+
+class BatchResponse(BaseModel):
+    """The scores of a batch, in input order."""
+
+    model: str = Field(description="The model that scored it.", examples=["lightgbm"])
+    model_version: str = Field(description="The version of that model.")
+    predictions: list[ScoredInstance] = Field(description="One entry per instance, in input order.")
+
+
+class ModelInfo(BaseModel):
+    """One served model."""
+
+    name: str = Field(description="Model name.", examples=["lightgbm"])
+    framework: str | None = Field(description="Training framework; null until first loaded or probed.")
+    version: str | None = Field(description="Model version; null until first loaded or probed.")
+    placement: Literal["inline", "runner"] = Field(
+        description="In the router's process, or behind its own runner."
+    )
+    status: Literal["ready", "loading", "unavailable"] = Field(description="Whether it can answer now.")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Evaluation figures from training.")
+    serving: dict[str, Any] = Field(
+        default_factory=dict, description="The serving path (`path`: onnx or framework) and why."
+    )
+    default: bool = Field(False, description="True for the current default model.")
+    reason: str = Field("", description="Why it is not ready (present only then).")
+
+
+class ModelList(BaseModel):
+    """Every served model and the current default."""
+
+    default: str = Field(description="The current default model.", examples=["lightgbm"])
+    models: list[ModelInfo]
+
+
+class DefaultModelChange(BaseModel):
+    """The outcome of a hot swap of the default model."""
+
+    default: str = Field(description="The new default model.")
+    previous: str = Field(description="The default model before the swap.")
+    status: Literal["ready", "loading", "unavailable"] = Field(description="The new default's status.")
+    shared: bool = Field(description="True when other replicas adopt it (through Redis).")
+
+
+class FeatureInfo(BaseModel):
+    """One input feature as the schema defines it."""
+
+    name: str
+    header: str = Field(description="Its column header in the UCI CSV files.")
+    unit: str
+    minimum: float
+    maximum: float
+    description: str
+    kind: Literal["number", "category"]
+    choices: list[str]
+    example: float | str
+
+
+class FeatureList(BaseModel):
+    """The feature schema."""
+
+    schema_version: str
+    features: list[FeatureInfo]
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Readiness of this router pod."""
+
+    status: Literal["ready"]
+    default_model: str
+    default_model_status: Literal["ready", "loading", "unavailable"]
+    version: str | None
+    models_not_ready: list[str] = Field(description="Models that cannot answer now (their requests get 503).")
+    cache: dict[str, Any] = Field(description="Cache backend and, with Redis, whether it answers.")
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    """What is wrong with one field."""
+
+    field: str = Field(examples=["instances[3].ph"])
+    problem: str = Field(examples=["must be between 2.5 and 4.5 pH, got 7"])
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the router and the runners."""
+
+    error: str = Field(
+        description="What went wrong, for people.", examples=["1 invalid field: features.ph: ..."]
+    )
+    code: str = Field(
+        "",
+        description="Stable machine-readable code (validation_error, unknown_model, model_unavailable, ...).",
+        examples=["validation_error"],
+    )
+    details: list[FieldProblem] = Field(default_factory=list, description="One entry per invalid field.")
