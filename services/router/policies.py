@@ -143,7 +143,9 @@ class Ensemble:
             if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
                 raise PolicyError(f"members.{model}", f"weight must be a number > 0, got {weight!r}")
         if self.on_member_down not in ("fail", "renormalize"):
-            raise PolicyError("on_member_down", f"must be 'fail' or 'renormalize', got {self.on_member_down!r}")
+            raise PolicyError(
+                "on_member_down", f"must be 'fail' or 'renormalize', got {self.on_member_down!r}"
+            )
 
     def validate(self, known: Iterable[str]) -> None:
         known = list(known)
@@ -169,11 +171,15 @@ class Ensemble:
     @classmethod
     def from_dict(cls, doc: Any) -> Ensemble:
         if not isinstance(doc, Mapping) or not isinstance(doc.get("name"), str):
-            raise PolicyError("ensemble", 'must be an object {"name", "members": {model: weight}, "on_member_down"}')
+            raise PolicyError(
+                "ensemble", 'must be an object {"name", "members": {model: weight}, "on_member_down"}'
+            )
         members = doc.get("members")
         if not isinstance(members, Mapping):
             raise PolicyError("members", "must be an object mapping model names to weights")
-        return cls(doc["name"], dict(members), doc.get("on_member_down", "fail"), str(doc.get("description", "")))
+        return cls(
+            doc["name"], dict(members), doc.get("on_member_down", "fail"), str(doc.get("description", ""))
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "members": dict(self.members), "on_member_down": self.on_member_down}
