@@ -17,9 +17,17 @@ This module imports pydantic and the feature schema only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    model_validator,
+)
 
 from winemeup.schema import QUALITY_MAX, QUALITY_MIN, SCHEMA
 
@@ -117,7 +125,7 @@ else:
         **_feature_fields(),
     )
 
-ModelName = str
+ModelName = Annotated[str, StringConstraints(min_length=1)]
 _MODEL_FIELD = Field(
     None,
     description="Model name; omitted or null means the current default model.",

@@ -175,7 +175,9 @@ class Router:
         self._table: dict[str, dict[str, Route]] = {}
         for route in self.routes:
             self._table.setdefault(route.path, {})[route.method] = route
-        self._openapi = orjson.dumps(build_openapi(self.routes, list(settings.models)))
+        self._openapi = orjson.dumps(
+            build_openapi(self.routes, list(settings.models), settings.batch_max_rows)
+        )
         self._max_body = settings.max_body_bytes
 
     # ---- lifecycle --------------------------------------------------------------------------

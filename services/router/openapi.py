@@ -2,8 +2,8 @@
 
 Components are pydantic's JSON Schemas of the declared types; paths come from the route
 table (method, path, types, who may call it) and each handler's docstring (summary and
-description). The only thing added by hand is the list of served model names, which is
-known at start-up.
+description). Only what a deployment decides is added at start-up: the served model names
+and the most instances a batch may carry.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _operation(route: _RouteLike) -> dict[str, Any]:
     return op
 
 
-def build_openapi(routes: list[Any], models: list[str]) -> dict[str, Any]:
+def build_openapi(routes: list[Any], models: list[str], batch_max_rows: int | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document; each route's docstring gives its summary and description."""
     requests = {r.request_type for r in routes if r.request_type is not None}
     responses = {r.response_type for r in routes if r.response_type is not None} | {ErrorBody}
@@ -105,6 +105,8 @@ def build_openapi(routes: list[Any], models: list[str]) -> dict[str, Any]:
     )
     schemas: dict[str, Any] = top.get("$defs", {})
     _served_names(schemas, models)
+    if batch_max_rows is not None and "BatchRequest" in schemas:
+        schemas["BatchRequest"]["properties"]["instances"]["maxItems"] = batch_max_rows
     paths: dict[str, Any] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)

@@ -3,9 +3,11 @@
 Schemathesis reads a real router's ``/openapi.json``, generates valid and invalid requests
 for every operation and checks every answer against the document (status codes, content
 types, response schemas, headers, that invalid data is rejected and valid data accepted, that
-a missing key is refused). The example count is bounded so the run takes well under a minute. The cross-field rule (free
-SO2 must not exceed total SO2) cannot be said in JSON Schema: the document states it in the
-description and ``schemathesis.toml`` lets schema-valid data get its 422 on the predict routes.
+a missing key is refused). The example count is bounded so the run takes well under a minute.
+
+The cross-field rule (free SO2 must not exceed total SO2) cannot be said in JSON Schema: the
+document states it in the description, and ``schemathesis.toml`` lets schema-valid data get
+its 422 on the predict routes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

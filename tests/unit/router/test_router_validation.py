@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from services.router.errors import MalformedRequest, ValidationFailed
 from services.router.validation import (
@@ -17,6 +18,7 @@ from services.router.validation import (
     parse_json,
     parse_predict,
 )
+from winemeup.api import BatchRequest, PredictRequest
 from winemeup.schema import SCHEMA
 
 EXAMPLE = SCHEMA.example()
@@ -191,3 +193,58 @@ def test_default_model_body() -> None:
         parse_default_model(b"{}")
     with pytest.raises(ValidationFailed):
         parse_default_model(b'{"model": "svr", "x": 1}')
+
+
+def _accepted_by_router(doc: Any) -> list[float] | None:
+    try:
+        row, _ = parse_predict(orjson.dumps(doc))
+    except ValidationFailed:
+        return None
+    return row
+
+
+def _accepted_by_contract(doc: Any) -> list[float] | None:
+    try:
+        request = PredictRequest.model_validate(doc)
+    except PydanticValidationError:
+        return None
+    return SCHEMA.encode(request.features.model_dump())
+
+
+def test_router_validation_agrees_with_the_declared_contract() -> None:
+    """The fast path (and SCHEMA.check behind it) accepts exactly what winemeup.api.PredictRequest does."""
+    rng = random.Random(99)
+    accepted = 0
+    for i in range(4000):
+        inst = _mutations(rng)
+        if i % 7 == 0 and isinstance(inst.get("total_sulfur_dioxide"), float):
+            inst["free_sulfur_dioxide"] = inst["total_sulfur_dioxide"] + rng.choice([0.0, 0.5])
+        if i % 11 == 0:
+            name = rng.choice(SCHEMA.features)
+            inst[name.header] = inst.get(name.name, name.example)  # given twice when header differs
+        doc: dict[str, Any] = {"features": inst}
+        if i % 5 == 0:
+            doc["model"] = rng.choice([None, "lightgbm", "", 3])
+        router, contract = _accepted_by_router(doc), _accepted_by_contract(doc)
+        assert (router is None) == (contract is None), doc
+        if router is not None:
+            accepted += 1
+            assert router == contract
+    assert accepted > 500
+
+
+def test_batch_validation_agrees_with_the_declared_contract() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        doc = {"instances": [_mutations(rng) for _ in range(rng.randint(0, 3))]}
+        try:
+            parse_batch(orjson.dumps(doc), max_rows=100)
+            router = True
+        except ValidationFailed:
+            router = False
+        try:
+            BatchRequest.model_validate(doc)
+            contract = True
+        except PydanticValidationError:
+            contract = False
+        assert router == contract, doc
