@@ -7,6 +7,7 @@ with exit code 2 and a one-line message on stderr, without a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -246,6 +247,7 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from training.accelerate import export_accelerated
+    from training.insight import write_model_insight
     from training.models import framework_of
     from training.pipeline import model_labels, model_metadata, run_training
     from training.reports import write_reports
@@ -268,6 +270,9 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
             export_accelerated(
                 read_entry(home, *tag.split(":", 1)), framework_of(result.name), result.estimator, data.X
             )
+            write_model_insight(
+                read_entry(home, *tag.split(":", 1)).path, result.intervals, run.drift_reference
+            )
             saved.append(tag)
     except ModelStoreError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
@@ -282,6 +287,9 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
             f"{r.cv.metrics['overall']['rmse']:>9.4f}{r.test['overall']['rmse']:>11.4f}"
             f"{r.test['overall']['mae']:>10.4f}{r.total_seconds:>9.1f}"
         )
+    if run.ensembles is not None and run.ensembles.declare is not None:
+        print(f"ensembles: {run.ensembles.goal['statement']}")
+        print(f"ensemble to declare: {json.dumps(run.ensembles.declare)}")
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
     print(f"done in {time.perf_counter() - started:.1f} s ({run.mode} mode)")
     return 0

@@ -145,6 +145,9 @@ class CVResult:
     fit_seconds: float
     oof_predictions: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     """Out-of-fold predictions of the first repeat."""
+    oof_repeats: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
+    """Out-of-fold predictions of every repeat, ``(repeats, n)`` (NaN where a row was in no
+    validation fold): what ensembles and prediction intervals are calibrated on."""
 
 
 def cross_validate(
@@ -162,7 +165,6 @@ def cross_validate(
     """
     started = time.perf_counter()
     per_repeat: list[dict[str, dict[str, float]]] = []
-    first_oof = np.empty(0)
     jobs = [(r, f) for r in range(len(repeats)) for f in range(len(repeats[r]))]
     oof = np.full((len(repeats), y.size), np.nan)
     iterator: Iterable[tuple[int, int]] = progress(jobs) if progress is not None else jobs  # type: ignore[assignment]
@@ -180,4 +182,5 @@ def cross_validate(
         metrics=summarize(per_repeat),
         fit_seconds=time.perf_counter() - started,
         oof_predictions=first_oof,
+        oof_repeats=oof,
     )

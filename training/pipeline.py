@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from training.data import WineData
+from training.ensembles import EnsembleReport, evaluate_ensembles
 from training.evaluation import (
     CVResult,
     cross_validate,
@@ -30,6 +31,7 @@ from training.evaluation import (
     metrics_by_type,
     paper_folds,
 )
+from training.insight import drift_reference_document, held_out_figures, interval_document
 from training.models import (
     EVALUATED_MODELS,
     UNTUNED_LIGHTGBM,
@@ -89,6 +91,8 @@ class ModelResult:
     tuning: TuningResult | None
     estimator: Any = field(repr=False)
     test_predictions: np.ndarray = field(repr=False)
+    intervals: dict[str, Any] | None = field(default=None, repr=False)
+    """The ``insight/intervals.json`` document stored with the model (saved models only)."""
 
     @property
     def saved(self) -> bool:
@@ -143,6 +147,14 @@ class TrainingRun:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     test_index: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))
+    ensembles: EnsembleReport | None = field(default=None, repr=False)
+    """Blends of the saved families (grouped protocol), when at least two were trained."""
+    ensemble_intervals: dict[str, Any] | None = field(default=None, repr=False)
+    """Interval calibration of the best blend (same shape as a model's ``intervals.json``)."""
+    drift_reference: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The ``insight/drift_reference.json`` document stored with every model of the run."""
+    insight_seconds: float = 0.0
+    """Seconds spent on blends, interval calibration and the drift reference."""
 
     def result(self, name: str) -> ModelResult:
         for r in self.results:
@@ -254,6 +266,8 @@ def _run_training(
         models_bar.set_postfix_str(name)
         reporter = ModelProgress(name, index, len(chosen), run_started)
         results.append(_train_one(name, data, splits, settings, reporter, progress=progress))
+    insight_started = time.perf_counter()
+    ensembles, ensemble_intervals, drift_reference = _insight(data, splits, results)
     return TrainingRun(
         started_at=started_at,
         mode="fast" if settings.fast else "full",
@@ -268,7 +282,50 @@ def _run_training(
         seconds=time.perf_counter() - started,
         cpu_seconds=time.process_time() - cpu_started,
         test_index=splits.test,
+        ensembles=ensembles,
+        ensemble_intervals=ensemble_intervals,
+        drift_reference=drift_reference,
+        insight_seconds=time.perf_counter() - insight_started,
     )
+
+
+def _insight(
+    data: WineData, splits: _Splits, results: list[ModelResult]
+) -> tuple[EnsembleReport | None, dict[str, Any] | None, dict[str, Any]]:
+    """Interval calibration of every saved model (set on its result), the blends of the saved
+    families with the best blend's calibration, and the drift reference of the training split."""
+    train, test = splits.train, splits.test
+    y_train, is_red_train = data.y[train], data.is_red[train]
+    y_test, is_red_test = data.y[test], data.is_red[test]
+    saved = [r for r in results if r.saved]
+    for r in saved:
+        r.intervals = _intervals(r.name, r.cv.oof_repeats, r.test_predictions, data, splits)
+    ensembles = None
+    ensemble_intervals = None
+    if len(saved) >= 2:
+        ensembles = evaluate_ensembles(
+            {r.name: r.cv.oof_repeats for r in saved},
+            {r.name: r.cv.metrics for r in saved},
+            {r.name: r.test_predictions for r in saved},
+            y_train,
+            is_red_train,
+            y_test,
+            is_red_test,
+            splits.cv_folds,
+        )
+        if ensembles.best is not None:
+            best = ensembles.best
+            ensemble_intervals = _intervals(best.name, best.oof_repeats, best.test_predictions, data, splits)
+    return ensembles, ensemble_intervals, drift_reference_document(data.X[train])
+
+
+def _intervals(
+    name: str, oof_repeats: np.ndarray, test_predictions: np.ndarray, data: WineData, splits: _Splits
+) -> dict[str, Any]:
+    train, test = splits.train, splits.test
+    document = interval_document(name, oof_repeats, data.y[train], data.is_red[train], splits.cv_folds)
+    document["held_out_test"] = held_out_figures(document, test_predictions, data.y[test], data.is_red[test])
+    return document
 
 
 def _params(

@@ -24,6 +24,14 @@ PAPER_SOURCE = (
     "(one model per wine type, 20 runs of 5-fold CV, no de-duplication)"
 )
 REPORT_FILES = ("leaderboard.json", "leaderboard.md", "leaderboard.png")
+ENSEMBLE_RULE = (
+    "weighted mean of saved families' scores; weights non-negative, summing to one, fitted on "
+    "grouped-CV out-of-fold predictions by least squares (nnls) or least absolute deviations (lad, "
+    "the MAD itself); candidates: all saved families, and the three best by grouped-CV MAD; CV "
+    "figures nested (each fold scored with weights fitted on the other folds only); declared weights "
+    "fitted on the whole training split's out-of-fold predictions, weights under 0.01 dropped; "
+    "held-out test scored with the saved members"
+)
 
 
 def leaderboard(run: TrainingRun) -> dict[str, Any]:
@@ -45,6 +53,8 @@ def leaderboard(run: TrainingRun) -> dict[str, Any]:
         }
         if r.tuning is not None:
             entry["tuning"] = plain_json(r.tuning.as_dict())
+        if r.intervals is not None:
+            entry["intervals"] = _interval_summary(r.intervals)
         models.append(entry)
     saved = [m for m in models if m["saved"]]
     best = saved[0]["name"] if saved else None
@@ -70,8 +80,50 @@ def leaderboard(run: TrainingRun) -> dict[str, Any]:
             "best_model_rule": "lowest overall RMSE in grouped CV on the training split (saved models only)",
             "models": models,
             "checks": _checks(models, best),
+            "ensembles": _ensembles(run),
+            "declare_ensemble": run.ensembles.declare if run.ensembles is not None else None,
+            "insight_seconds": round(run.insight_seconds, 2),
         }
     )
+
+
+def _interval_summary(document: dict[str, Any]) -> dict[str, Any]:
+    """What the leaderboard shows of a model's interval calibration: method chosen per type,
+    the held-out test's coverage and width, and the training-split check behind the choice."""
+    return {
+        "method": document["method"],
+        "levels": document["levels"],
+        "selected": {t: v["selected"] for t, v in document["by_type"].items()},
+        "held_out_test": document.get("held_out_test", {}),
+        "training_check": {t: v["training_check"] for t, v in document["by_type"].items()},
+    }
+
+
+def _ensembles(run: TrainingRun) -> dict[str, Any] | None:
+    """The blends beside the single models: figures, members and weights, and the goal check."""
+    report = run.ensembles
+    if report is None:
+        return None
+    blends = []
+    for b in report.blends:
+        entry: dict[str, Any] = {
+            "name": b.name,
+            "fit": b.fit,
+            "candidates": b.candidates,
+            "members": b.members,
+            "metrics": {"cv": b.cv, "test": b.test},
+            "member_down_cv_mae": b.member_down_cv_mae,
+        }
+        if report.best is b and run.ensemble_intervals is not None:
+            entry["intervals"] = _interval_summary(run.ensemble_intervals)
+        blends.append(entry)
+    return {
+        "rule": ENSEMBLE_RULE,
+        "blends": blends,
+        "best": report.best.name if report.best is not None else None,
+        "best_single": {scope: {"name": n, "cv_mae": mae} for scope, (n, mae) in report.best_single.items()},
+        "goal": report.goal,
+    }
 
 
 def _checks(models: list[dict[str, Any]], best: str | None) -> dict[str, Any]:
@@ -121,6 +173,8 @@ def render_markdown(board: dict[str, Any]) -> str:
         _md_paper_table,
         _md_test_per_type,
         _md_targets,
+        _md_ensembles,
+        _md_intervals,
         _md_times,
         _md_tuning,
     )
@@ -278,6 +332,117 @@ def _md_targets(board: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _weights(members: dict[str, float]) -> str:
+    return ", ".join(
+        f"{name} {weight:.3f}" for name, weight in sorted(members.items(), key=lambda kv: -kv[1])
+    )
+
+
+def _md_ensembles(board: dict[str, Any]) -> list[str]:
+    """Blends beside the best single family, per wine type, and the ensemble to declare."""
+    ens = board.get("ensembles")
+    if not ens:
+        return ["", "## Ensembles", "", "No blend: fewer than two saved families were trained."]
+    lines = [
+        "",
+        "## Ensembles (grouped protocol)",
+        "",
+        f"Blend: {ens['rule']}.",
+        "",
+        "| model | members and weights | CV MAD red | CV MAD white | CV RMSE | test MAD red | test MAD white "
+        "| test RMSE |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [(b["name"], _weights(b["members"]), b["metrics"]) for b in ens["blends"]]
+    by_name = {m["name"]: m for m in board["models"]}
+    singles = []
+    for scope in ("red", "white"):
+        name = ens["best_single"][scope]["name"]
+        if name not in singles:
+            singles.append(name)
+    best_for = {
+        n: "/".join(t for t in ("red", "white") if ens["best_single"][t]["name"] == n) for n in singles
+    }
+    rows += [
+        (
+            f"{n} (best single, {best_for[n]})",
+            "",
+            by_name[n]["metrics"],
+        )
+        for n in singles
+    ]
+    for name, members, m in rows:
+        cv, test = m["cv"], m["test"]
+        lines.append(
+            f"| {name} | {members} | {_fmt(cv['red']['mae'])} | {_fmt(cv['white']['mae'])} | "
+            f"{_fmt(cv['overall']['rmse'])} | {_fmt(test['red']['mae'])} | {_fmt(test['white']['mae'])} | "
+            f"{_fmt(test['overall']['rmse'])} |"
+        )
+    goal = ens["goal"]
+    lines += ["", f"**{goal['statement']}**"]
+    for wine_type, g in goal.get("by_type", {}).items():
+        lines.append(
+            f"- {wine_type}: best blend {g['blend_cv_mae']:.4f} vs {g['best_single']} "
+            f"{g['best_single_cv_mae']:.4f} (gain {g['gain']:+.4f}, goal {goal['target_gain']})."
+        )
+    declare = board.get("declare_ensemble")
+    if declare:
+        best = next(b for b in ens["blends"] if b["name"] == ens["best"])
+        down = ", ".join(f"{k} down {v:.3f}" for k, v in best["member_down_cv_mae"].items())
+        lines += [
+            "",
+            "Ensemble to declare (the router's shape; `on_member_down` is `renormalize` when the blend "
+            "without any one member stays within 0.005 of the best single family's grouped-CV MAD):",
+            "",
+            "```json",
+            json.dumps(declare),
+            "```",
+            "",
+            f"Grouped-CV MAD overall with one member down (others renormalised): {down or 'n/a'}.",
+        ]
+    return lines
+
+
+def _md_intervals(board: dict[str, Any]) -> list[str]:
+    """Conformal intervals: coverage and mean width on the held-out test, both methods."""
+    entries = [(m["name"], m["intervals"]) for m in board["models"] if m.get("intervals")]
+    ens = board.get("ensembles") or {}
+    entries += [(b["name"], b["intervals"]) for b in ens.get("blends", []) if b.get("intervals")]
+    if not entries:
+        return []
+    method = entries[0][1]["method"]
+    first = entries[0][1]["held_out_test"]
+    noise = ", ".join(
+        f"{t} ±{100 * math.sqrt(lv * (1 - lv) / max(1, first[t]['rows'])):.1f} points at {lv:.0%}"
+        for t in ("red", "white")
+        for lv in (0.8, 0.9)
+    )
+    lines = [
+        "",
+        "## Prediction intervals (split-conformal, grouped held-out test)",
+        "",
+        f"Method: {method}. Coverage is the share of held-out wines whose grade lies in the interval "
+        "(goal: within ±2 points of the nominal level); width is the mean interval width in grade points. "
+        "The method served per type is the one the training-split check chose (the test takes no part "
+        f"in it). One standard deviation of sampling noise on this test split: {noise}.",
+        "",
+        "| model | type | served | 80 % abs. cov / width | 80 % norm. cov / width | 90 % abs. cov / width "
+        "| 90 % norm. cov / width |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for name, iv in entries:
+        for wine_type, figures in iv["held_out_test"].items():
+            cells = []
+            for level in ("0.8", "0.9"):
+                for method_name in ("absolute", "normalised"):
+                    f = figures[method_name].get(level)
+                    cells.append(
+                        "n/a" if f is None else f"{_fmt(f['coverage'], True)} / {f['mean_width']:.2f}"
+                    )
+            lines.append(f"| {name} | {wine_type} | {figures['selected']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _md_times(board: dict[str, Any]) -> list[str]:
     """Time per model."""
     lines: list[str] = []
@@ -329,7 +494,12 @@ def render_chart(board: dict[str, Any], path: Path) -> None:
     names = [m["name"] for m in board["models"]]
     x = np.arange(len(names))
     colors = {"red": "#8c1c2b", "white": "#d9b44a"}
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), sharex=True)
+    insight_row = bool(board.get("ensembles")) or any(m.get("intervals") for m in board["models"])
+    rows = 3 if insight_row else 2
+    fig, grid = plt.subplots(rows, 2, figsize=(13, 4.25 * rows), squeeze=False)
+    axes = grid[:2]
+    for ax in axes[0]:
+        ax.sharex(axes[1][0])
     panels = (
         ("paper_cv", "Paper-style CV (duplicates not grouped)"),
         ("test", "Grouped protocol: held-out test"),
@@ -367,6 +537,11 @@ def render_chart(board: dict[str, Any], path: Path) -> None:
     for ax in axes[1]:
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    for ax in axes[0]:
+        ax.tick_params(labelbottom=False)
+    if insight_row:
+        _chart_blends(grid[2][0], board, colors)
+        _chart_coverage(grid[2][1], board, colors)
     fig.suptitle(
         f"WineMeUp leaderboard ({board['mode']} mode, {board['generated_at']}): "
         "combined red+white models vs Cortez et al. 2009 SVM",
@@ -375,6 +550,75 @@ def render_chart(board: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _chart_blends(ax: Any, board: dict[str, Any], colors: dict[str, str]) -> None:
+    """Grouped-CV MAD per wine type: every saved family, then every blend (hatched)."""
+    import numpy as np
+
+    singles = [(m["name"], m["metrics"]["cv"]) for m in board["models"] if m["saved"]]
+    blends = [(b["name"], b["metrics"]["cv"]) for b in (board.get("ensembles") or {}).get("blends", [])]
+    entries = singles + blends
+    x = np.arange(len(entries))
+    for k, wine_type in enumerate(("red", "white")):
+        ax.bar(
+            x + (k - 0.5) * 0.38,
+            [cv[wine_type]["mae"] for _, cv in entries],
+            0.38,
+            color=colors[wine_type],
+            edgecolor="black",
+            linewidth=0.4,
+            hatch=None,
+            label=wine_type,
+        )
+    for i in range(len(singles), len(entries)):
+        ax.axvspan(i - 0.5, i + 0.5, color="#dddddd", zorder=0)
+    values = [cv[t]["mae"] for _, cv in entries for t in ("red", "white")]
+    ax.set_ylim(min(values) - 0.02, max(values) + 0.01)
+    ax.set_xticks(x)
+    ax.set_xticklabels([n for n, _ in entries], rotation=30, ha="right", fontsize=8)
+    ax.set_title("Grouped CV MAD: saved families and blends (grey)", fontsize=10)
+    ax.set_ylabel("MAE (MAD)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _chart_coverage(ax: Any, board: dict[str, Any], colors: dict[str, str]) -> None:
+    """Held-out coverage of the served intervals at 80 % and 90 %, per model and wine type."""
+    import numpy as np
+
+    entries = [(m["name"], m["intervals"]) for m in board["models"] if m.get("intervals")]
+    entries += [
+        (b["name"], b["intervals"])
+        for b in (board.get("ensembles") or {}).get("blends", [])
+        if b.get("intervals")
+    ]
+    x = np.arange(len(entries))
+    for k, wine_type in enumerate(("red", "white")):
+        for level, marker in (("0.8", "o"), ("0.9", "s")):
+            values = [
+                iv["held_out_test"][wine_type][iv["held_out_test"][wine_type]["selected"]][level]["coverage"]
+                for _, iv in entries
+            ]
+            ax.scatter(
+                x + (k - 0.5) * 0.3,
+                values,
+                color=colors[wine_type],
+                marker=marker,
+                edgecolor="black",
+                linewidth=0.4,
+                label=f"{wine_type} {float(level):.0%}",
+            )
+    for nominal in (0.8, 0.9):
+        ax.axhspan(nominal - 0.02, nominal + 0.02, color="#cccccc", alpha=0.5, zorder=0)
+        ax.axhline(nominal, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xticks(x)
+    ax.set_xticklabels([n for n, _ in entries], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0.7, 1.0)
+    ax.set_title("Held-out coverage of the served intervals (band: nominal ± 2 points)", fontsize=10)
+    ax.set_ylabel("coverage")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
 
 
 def write_reports(run: TrainingRun, reports_dir: Path) -> dict[str, Path]:
