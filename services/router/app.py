@@ -31,6 +31,7 @@ from services.router.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     RouteNotFound,
+    UnknownModel,
     UnsupportedContentEncoding,
     UnsupportedMediaType,
 )
@@ -307,8 +308,11 @@ class Router:
 
     def _model(self, name: str | None, request: Request) -> ServedModel:
         assert self.registry is not None
-        request.model_label = "unknown"
-        model = self.registry.resolve(name)
+        try:
+            model = self.registry.resolve(name)
+        except UnknownModel:
+            request.model_label = "unknown"
+            raise
         request.model_label = model.name
         request.placement = model.placement
         return model

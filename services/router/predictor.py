@@ -72,7 +72,10 @@ class Predictor:
     async def predict_one(self, model: ServedModel, row: list[float]) -> tuple[float, str, bool]:
         """(score, model_version, cached) for one model-input row."""
         version = await model.ensure_ready()
-        key = self.keys_of(model.name, version).key(row)
+        keys = self._keymakers.get(model.name)
+        if keys is None or keys.version != version:
+            keys = self.keys_of(model.name, version)
+        key = keys.key(row)
         hit = await self.cache.get(key)
         if hit is None:
             # While we asked the cache, another request may have computed and stored it here.
