@@ -115,7 +115,9 @@ def fold_check(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Calibrate on all folds but one, measure on that one, pooled: ``{method: {level: figures}}``.
 
-    ``folds`` are the index arrays of the rows of each fold (one wine type's rows).
+    ``folds`` are the index arrays of the rows of each fold (one wine type's rows). Figures:
+    pooled coverage and mean width, and the standard deviation of the coverage from fold to
+    fold (what one held-out split of that size may show by chance).
     """
     hits: dict[tuple[str, str], list[np.ndarray]] = {}
     widths: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -133,6 +135,7 @@ def fold_check(
             level_key(lv): {
                 "coverage": float(np.concatenate(hits[(method, level_key(lv))]).mean()),
                 "mean_width": float(np.concatenate(widths[(method, level_key(lv))]).mean()),
+                "coverage_fold_std": float(np.std([h.mean() for h in hits[(method, level_key(lv))]])),
             }
             for lv in levels
         }

@@ -440,7 +440,37 @@ def _md_intervals(board: dict[str, Any]) -> list[str]:
                         "n/a" if f is None else f"{_fmt(f['coverage'], True)} / {f['mean_width']:.2f}"
                     )
             lines.append(f"| {name} | {wine_type} | {figures['selected']} | " + " | ".join(cells) + " |")
+    return lines + _md_interval_summary(entries)
+
+
+def _md_interval_summary(entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The training-split check beside the held-out test: ranges over models, per type and level."""
+    lines = [
+        "",
+        "Served intervals, range over the models above: held-out test coverage vs the training-split "
+        "check (calibrated on four folds' out-of-fold residuals, measured on the fifth; ± is the "
+        "fold-to-fold standard deviation of the coverage, i.e. what one split may show by chance).",
+        "",
+    ]
+    for wine_type in ("red", "white"):
+        parts = []
+        for level in ("0.8", "0.9"):
+            test = [iv["held_out_test"][wine_type][iv["selected"][wine_type]][level] for _, iv in entries]
+            check = [iv["training_check"][wine_type][iv["selected"][wine_type]][level] for _, iv in entries]
+            within = sum(abs(t["coverage"] - float(level)) <= 0.02 + 1e-9 for t in test)
+            fold_std = max(c.get("coverage_fold_std", 0.0) for c in check)
+            parts.append(
+                f"{float(level):.0%}: test {_span([t['coverage'] for t in test])} "
+                f"({within}/{len(test)} within ±2 points), check {_span([c['coverage'] for c in check])} "
+                f"(± up to {fold_std * 100:.1f}), width {min(t['mean_width'] for t in test):.2f}-"
+                f"{max(t['mean_width'] for t in test):.2f}"
+            )
+        lines.append(f"- {wine_type}: " + "; ".join(parts) + ".")
     return lines
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values) * 100:.1f}-{max(values) * 100:.1f}%"
 
 
 def _md_times(board: dict[str, Any]) -> list[str]:
