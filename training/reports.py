@@ -116,6 +116,9 @@ def _ensembles(run: TrainingRun) -> dict[str, Any] | None:
         }
         if report.best is b and run.ensemble_intervals is not None:
             entry["intervals"] = _interval_summary(run.ensemble_intervals)
+            # The whole calibration (an intervals.json document) of the blend to declare:
+            # winemeup.insight.Intervals.from_dict reads it, as it reads a model's.
+            entry["calibration"] = {k: v for k, v in run.ensemble_intervals.items() if k != "held_out_test"}
         blends.append(entry)
     return {
         "rule": ENSEMBLE_RULE,

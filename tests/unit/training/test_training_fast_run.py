@@ -13,7 +13,7 @@ from training_helpers import INSPECT_STORE, run_module
 from training.data import SHA256, dataset_sha256, load_wine_data
 from training.evaluation import PAPER_SVM, holdout_split
 from training.models import EVALUATED_MODELS
-from winemeup.insight import read_drift_reference, read_intervals
+from winemeup.insight import Intervals, read_drift_reference, read_intervals
 from winemeup.runtimes import FRAMEWORK_OF_MODEL, MODEL_NAMES
 from winemeup.runtimes.store import read_entry
 
@@ -90,6 +90,10 @@ def test_fast_run_leaderboard_holds_ensembles_and_interval_coverage(model_store:
         assert set(blend["members"]) <= set(MODEL_NAMES) and min(blend["members"].values()) > 0
         assert sum(blend["members"].values()) == pytest.approx(1.0)
         assert set(blend["metrics"]) == {"cv", "test"}
+    best = next(b for b in ensembles["blends"] if b["name"] == ensembles["best"])
+    blend_intervals = Intervals.from_dict(best["calibration"])
+    low, high = blend_intervals.interval([5.5, 6.5], ["red", "white"], 0.9)
+    assert np.all(high - low > 1.0)
     declare = board["declare_ensemble"]
     assert set(declare) == {"name", "members", "on_member_down"}
     assert declare["on_member_down"] in ("fail", "renormalize")
