@@ -32,13 +32,15 @@ from winemeup.runtimes import FRAMEWORK_OF_MODEL, MODEL_NAMES  # noqa: E402
 
 BASE_DEFINITION = Path(__file__).resolve().parent / "bentofile.yaml"
 
-COMMON_PACKAGES = ("numpy", "pydantic", "pydantic-settings")
+# onnxruntime serves the model's ONNX artifact; pyyaml reads the model store without BentoML.
+COMMON_PACKAGES = ("numpy", "pydantic", "pydantic-settings", "onnxruntime", "pyyaml")
 FRAMEWORK_PACKAGES = {
     "lightgbm": ("lightgbm",),
     # The full xgboost wheel or the CPU-only one, whichever this environment uses.
     "xgboost": ("xgboost", "xgboost-cpu"),
     "catboost": ("catboost",),
-    "sklearn": ("scikit-learn",),
+    # shap: TreeSHAP explanations of the scikit-learn trees.
+    "sklearn": ("scikit-learn", "shap"),
 }
 
 

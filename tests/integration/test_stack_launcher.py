@@ -60,11 +60,11 @@ def test_runner_mode_predicts_through_runners_caches_and_stops_clean(
         metrics = client.get(state["runner_urls"]["lightgbm"] + "/metrics").text
         assert any(
             line.startswith("bentoml_service_request_total")
-            and 'endpoint="/predict"' in line
+            and 'endpoint="/binary/predict"' in line
             and 'http_response_code="200"' in line
             and not line.endswith(" 0.0")
             for line in metrics.splitlines()
-        ), "the lightgbm runner counted no /predict"
+        ), "the lightgbm runner counted no /binary/predict (the router's route for misses)"
 
         if state["prometheus_url"]:
             assert http_status(state["prometheus_url"] + "/-/ready") == 200
