@@ -523,7 +523,9 @@ def _type_drift(reference: Mapping[str, FeatureBins], window: np.ndarray) -> Typ
 
 __all__ = [
     "DRIFT_REFERENCE_FILE",
+    "DRIFT_REFERENCE_FORMAT",
     "INTERVALS_FILE",
+    "INTERVALS_FORMAT",
     "INTERVAL_METHODS",
     "Calibration",
     "DriftReference",
@@ -538,6 +540,7 @@ __all__ = [
     "TypeDrift",
     "UnknownLevelError",
     "bin_index",
+    "level_key",
     "psi",
     "quantile_edges",
     "read_drift_reference",
