@@ -151,3 +151,24 @@ class NotReady(ApiError):
 
     status = 503
     code = "not_ready"
+
+
+class NotExplainable(ApiError):
+    """The model cannot be explained the way it is served (e.g. its framework is not installed)."""
+
+    status = 422
+    code = "not_explainable"
+
+
+class NoCalibration(ApiError):
+    """An interval was asked of a model version stored without calibration data: retrain it."""
+
+    status = 409
+    code = "no_calibration"
+
+
+class UnsupportedIntervalLevel(ApiError):
+    """An interval level the model was not calibrated at."""
+
+    status = 422
+    code = "unsupported_interval_level"

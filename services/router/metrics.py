@@ -82,6 +82,50 @@ MODEL_LOAD_SECONDS = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+# ---- model insight (explanations, drift) --------------------------------------------------------
+EXPLAIN_SECONDS = Histogram(
+    "winemeup_router_explain_duration_seconds",
+    "Time one model call took to explain the cache misses of an explain request, by model.",
+    ["model"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+EXPLAIN_CACHE = Counter(
+    "winemeup_router_explain_cache_total",
+    "Explained rows by whether the explanation cache held them (hit or miss).",
+    ["result"],
+    registry=REGISTRY,
+)
+DRIFT_PSI = Gauge(
+    "winemeup_router_drift_psi",
+    "Population stability index of the served-rows window against the training bins, per measurement "
+    "and wine type (NaN without in-range values).",
+    ["feature", "wine_type"],
+    registry=REGISTRY,
+)
+DRIFT_OUT_OF_RANGE = Gauge(
+    "winemeup_router_drift_out_of_range_ratio",
+    "Share of the window's values outside the feature's physical range, per measurement and wine type.",
+    ["feature", "wine_type"],
+    registry=REGISTRY,
+)
+DRIFT_OUT_OF_RANGE_ROWS = Gauge(
+    "winemeup_router_drift_out_of_range_rows_ratio",
+    "Share of the window's rows with at least one value out of range, per wine type.",
+    ["wine_type"],
+    registry=REGISTRY,
+)
+DRIFT_WINDOW_ROWS = Gauge(
+    "winemeup_router_drift_window_rows",
+    "Served rows in the drift window, per wine type (at most drift_window_rows).",
+    ["wine_type"],
+    registry=REGISTRY,
+)
+DRIFT_AGGREGATION_SECONDS = Gauge(
+    "winemeup_router_drift_aggregation_seconds",
+    "Time the last drift aggregation took (in a worker thread, off the request path).",
+    registry=REGISTRY,
+)
 MODEL_READY = Gauge(
     "winemeup_router_model_ready",
     "1 when the model can answer now, 0 when it is loading or unavailable.",

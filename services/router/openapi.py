@@ -105,8 +105,10 @@ def build_openapi(routes: list[Any], models: list[str], batch_max_rows: int | No
     )
     schemas: dict[str, Any] = top.get("$defs", {})
     _served_names(schemas, models)
-    if batch_max_rows is not None and "BatchRequest" in schemas:
-        schemas["BatchRequest"]["properties"]["instances"]["maxItems"] = batch_max_rows
+    if batch_max_rows is not None:
+        for name in ("BatchRequest", "ExplainBatchRequest"):
+            if name in schemas:
+                schemas[name]["properties"]["instances"]["maxItems"] = batch_max_rows
     paths: dict[str, Any] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)

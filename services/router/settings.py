@@ -79,6 +79,26 @@ class RouterSettings(BaseSettings):
     )
     batch_max_rows: int = Field(10_000, gt=0, description="Most instances one batch request may carry.")
     max_body_bytes: int = Field(4_000_000, gt=0, description="Largest request body accepted, in bytes.")
+    explain_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Deadline of one /explain call to a runner (TreeSHAP of a forest: ~0.3 s a row).",
+    )
+    explain_cache_entries: int = Field(
+        10_000, gt=0, description="In-process LRU of explanations (Redis, when set, also holds them)."
+    )
+    drift_enabled: bool = Field(True, description="Keep a window of served rows and export drift gauges.")
+    drift_window_rows: int = Field(
+        5_000, gt=0, description="Served rows kept per wine type for drift (about 0.4 kB each)."
+    )
+    drift_interval_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often the drift window is aggregated into the gauges (off the request path).",
+    )
+    drift_psi_threshold: float = Field(
+        0.25, gt=0, description="PSI above which GET /v1/drift and the UI mark a feature as drifted."
+    )
     microbatch_max_rows: int = Field(
         256, gt=0, description="Most rows one runner call gathers from concurrent cache misses."
     )

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from services.router.errors import MalformedRequest, ValidationFailed
+from winemeup.api import INTERVAL_LEVELS
 from winemeup.schema import SCHEMA, FieldError
 
 _NAMES: tuple[str, ...] = tuple(SCHEMA.names)
@@ -164,21 +165,49 @@ def _model_field(doc: dict[str, Any]) -> str | None:
     return model
 
 
-def _predict_body(body: bytes, payload: str) -> tuple[dict[str, Any], str | None, list[FieldError]]:
-    """A prediction body with its ``payload`` key and an optional model: (doc, model, errors).
+def _predict_body(
+    body: bytes, payload: str, options: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str | None, list[FieldError]]:
+    """A prediction body with its ``payload`` key, an optional model and ``options``: (doc, model, errors).
 
     A bad ``model`` is collected, not raised, so that it is reported with the payload's errors.
     """
-    doc = orjson_object(body, (payload, "model"), f"'{payload}' (and optionally 'model')")
+    allowed = (payload, "model", *options)
+    doc = orjson_object(
+        body, allowed, f"'{payload}' (and optionally {', '.join(repr(a) for a in allowed[1:])})"
+    )
     try:
         return doc, _model_field(doc), []
     except ValidationFailed as e:
         return doc, None, list(e.details)
 
 
+def _interval_field(doc: dict[str, Any], errors: list[FieldError]) -> float | None:
+    """The ``interval`` level asked for (one of ``INTERVAL_LEVELS``), None when not asked."""
+    level = doc.get("interval")
+    if level is None:
+        return None
+    if type(level) is float and level in INTERVAL_LEVELS:
+        return level
+    offered = " or ".join(f"{lv:g}" for lv in INTERVAL_LEVELS)
+    errors.append(FieldError("interval", f"must be a coverage level, {offered}; got {level!r}"))
+    return None
+
+
 def parse_predict(body: bytes) -> tuple[list[float], str | None]:
     """``{"features": {...}, "model"?: str}`` -> (model-input row, model name or None)."""
-    doc, model, errors = _predict_body(body, "features")
+    row, model, _ = _parse_predict(body, ())
+    return row, model
+
+
+def parse_predict_request(body: bytes) -> tuple[list[float], str | None, float | None]:
+    """``{"features": {...}, "model"?: str, "interval"?: 0.8|0.9}`` -> (row, model, interval level)."""
+    return _parse_predict(body, ("interval",))
+
+
+def _parse_predict(body: bytes, options: tuple[str, ...]) -> tuple[list[float], str | None, float | None]:
+    doc, model, errors = _predict_body(body, "features", options)
+    level = _interval_field(doc, errors) if options else None
     if "features" not in doc:
         errors.append(FieldError("features", "field required: an object mapping feature names to numbers"))
         raise ValidationFailed(errors)
@@ -186,12 +215,25 @@ def parse_predict(body: bytes) -> tuple[list[float], str | None]:
     errors.extend(field_errors)
     if errors:
         raise ValidationFailed(errors)
-    return row, model
+    return row, model, level
 
 
 def parse_batch(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
     """``{"instances": [...], "model"?: str}`` -> ((n, 12) float64 rows, model name or None)."""
-    doc, model, errors = _predict_body(body, "instances")
+    matrix, model, _ = _parse_batch(body, max_rows, ())
+    return matrix, model
+
+
+def parse_batch_request(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None, float | None]:
+    """``{"instances": [...], "model"?: str, "interval"?: 0.8|0.9}`` -> (rows, model, interval level)."""
+    return _parse_batch(body, max_rows, ("interval",))
+
+
+def _parse_batch(
+    body: bytes, max_rows: int, options: tuple[str, ...]
+) -> tuple[np.ndarray, str | None, float | None]:
+    doc, model, errors = _predict_body(body, "instances", options)
+    level = _interval_field(doc, errors) if options else None
     instances = doc.get("instances")
     if instances is None:
         errors.append(FieldError("instances", "field required: an array of feature objects"))
@@ -216,7 +258,7 @@ def parse_batch(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
             matrix[i] = row
     if errors:
         raise ValidationFailed(errors)
-    return matrix, model
+    return matrix, model, level
 
 
 def parse_default_model(body: bytes) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,10 @@ from services.runner.errors import (
     InvalidFeaturesError,
     InvalidRowsError,
     ModelNotLoadedError,
+    NotExplainableError,
 )
-from winemeup.runtimes import ModelRuntime
+from winemeup.insight import DRIFT_REFERENCE_FILE, INTERVALS_FILE
+from winemeup.runtimes import ExplainUnavailable, ModelRuntime
 from winemeup.schema import SCHEMA, FieldError, quality_grade
 
 logger = logging.getLogger(__name__)
@@ -120,10 +124,17 @@ class ModelServer:
     can answer liveness while a large model is still loading; ``ready`` says whether it is in.
     """
 
-    def __init__(self, model: str, loader: Callable[[], ModelRuntime], batch_max_rows: int):
+    def __init__(
+        self,
+        model: str,
+        loader: Callable[[], ModelRuntime],
+        batch_max_rows: int,
+        version_dir: Callable[[str], Path] | None = None,
+    ):
         self.model = model
         self.batch_max_rows = batch_max_rows
         self._loader = loader
+        self._version_dir = version_dir
         self._runtime: ModelRuntime | None = None
         self.load_error: BaseException | None = None
         self._done = threading.Event()
@@ -223,3 +234,36 @@ class ModelServer:
     def metadata(self) -> dict[str, Any]:
         """Identity, labels and training metadata (with its metrics) of the loaded model."""
         return self.runtime.info.as_dict()
+
+    def explain(self, rows: Any) -> dict[str, Any]:
+        """Per-feature contributions of a batch of rows (see :class:`winemeup.runtimes.Explanation`).
+
+        ``{"model", "model_version", "method", "base": [n], "contributions": [n][12], "scores": [n]}``;
+        :class:`NotExplainableError` (422) when the model cannot be explained as served here.
+        """
+        runtime = self.runtime
+        matrix = check_rows(rows, self.batch_max_rows)
+        try:
+            explanation = runtime.explain(matrix)
+        except ExplainUnavailable as e:
+            raise NotExplainableError(str(e)) from e
+        return {
+            "model": runtime.info.name,
+            "model_version": runtime.info.version,
+            "method": explanation.method,
+            "base": explanation.base.tolist(),
+            "contributions": explanation.contributions.tolist(),
+            "scores": explanation.scores.tolist(),
+        }
+
+    def insight(self) -> dict[str, Any]:
+        """The served version's insight documents: ``intervals`` and ``drift_reference`` (null if absent)."""
+        runtime = self.runtime
+        documents: dict[str, Any] = {"intervals": None, "drift_reference": None}
+        if self._version_dir is not None:
+            base = self._version_dir(runtime.info.version)
+            for key, relative in (("intervals", INTERVALS_FILE), ("drift_reference", DRIFT_REFERENCE_FILE)):
+                path = base / relative
+                if path.is_file():
+                    documents[key] = json.loads(path.read_text())
+        return {"model": runtime.info.name, "model_version": runtime.info.version, **documents}

@@ -56,3 +56,10 @@ class ModelNotLoadedError(RunnerError):
 
     status = 503
     code = "not_ready"
+
+
+class NotExplainableError(RunnerError):
+    """The model cannot be explained the way it is served here (e.g. its framework is missing)."""
+
+    status = 422
+    code = "not_explainable"

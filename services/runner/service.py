@@ -24,6 +24,7 @@ All logic lives in :mod:`services.runner.core`; this module only adapts it to Be
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -35,7 +36,7 @@ from services.runner.binary import BinaryPredictApp
 from services.runner.core import ModelServer, runner_name
 from services.runner.errors import RunnerError
 from services.runner.settings import RunnerSettings
-from winemeup.runtimes import load_runtime
+from winemeup.runtimes import bentoml_home, load_runtime, read_entry
 from winemeup.schema import SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,28 @@ class MetadataResponse(BaseModel):
     )
 
 
+class ExplainResponse(BaseModel):
+    """Per-feature contributions of each row: base + sum(contributions) = score."""
+
+    model: str = Field(description="Model name.")
+    model_version: str = Field(description="Model store version explained.")
+    method: str = Field(description="How the contributions were computed and what base means.")
+    base: list[float] = Field(description="Per row, the value the contributions start from.")
+    contributions: list[list[float]] = Field(
+        description="Per row, one contribution per feature (schema order)."
+    )
+    scores: list[float] = Field(description="Per row, the model's score.")
+
+
+class InsightResponse(BaseModel):
+    """The insight documents stored with the served model version."""
+
+    model: str
+    model_version: str
+    intervals: dict[str, Any] | None = Field(description="intervals.json, null when stored without it.")
+    drift_reference: dict[str, Any] | None = Field(description="drift_reference.json, null when absent.")
+
+
 def _error_response(error: RunnerError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status)
 
@@ -115,6 +138,7 @@ class ModelRunner:
             settings.model,
             lambda: load_runtime(settings.model, settings.version, path=settings.serving_path),
             batch_max_rows=settings.batch_max_rows,
+            version_dir=lambda version: read_entry(bentoml_home(), settings.model, version).path,
         )
         BINARY_PREDICT.server = self.server
         self.server.load_in_background()
@@ -140,6 +164,22 @@ class ModelRunner:
         """Score one wine given by feature name (API names or training headers)."""
         try:
             return PredictOneResponse.model_construct(**self.server.predict_one(features))
+        except RunnerError as e:
+            return _error_response(e)  # type: ignore[return-value]
+
+    @bentoml.api(route="/explain")
+    async def explain(self, rows: list[list[StrictFloat]]) -> ExplainResponse:
+        """Per-feature contributions of a batch of model-input rows: base + sum = score per row."""
+        try:
+            return ExplainResponse.model_construct(**await asyncio.to_thread(self.server.explain, rows))
+        except RunnerError as e:
+            return _error_response(e)  # type: ignore[return-value]
+
+    @bentoml.api(route="/insight")
+    async def insight(self) -> InsightResponse:
+        """The served version's interval calibration and drift reference documents (null when absent)."""
+        try:
+            return InsightResponse.model_construct(**self.server.insight())
         except RunnerError as e:
             return _error_response(e)  # type: ignore[return-value]
 

@@ -29,9 +29,15 @@ LAYERS = [
     "redis_cache",
     "redis_records",
     "models",
+    "ensemble",
+    "model_insight",
+    "explain",
+    "drift",
     # the registry and the predictor, then the parts built from settings
     "registry",
     "predictor",
+    "traffic",
+    "v2",
     "openapi",
     "components",
     # the HTTP adapter and the process
