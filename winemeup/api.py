@@ -184,6 +184,10 @@ class ScoredInstance(BaseModel):
     score: float = _SCORE_FIELD
     quality: int = _QUALITY_FIELD
     cached: bool = _CACHED_FIELD
+    model: str | None = Field(
+        None, description="The model that scored this wine, when a canary split spread the batch."
+    )
+    model_version: str | None = Field(None, description="Its version (with `model`).")
 
 
 class BatchResponse(BaseModel):
@@ -200,8 +204,8 @@ class ModelInfo(BaseModel):
     name: str = Field(description="Model name.", examples=["lightgbm"])
     framework: str | None = Field(description="Training framework; null until first loaded or probed.")
     version: str | None = Field(description="Model version; null until first loaded or probed.")
-    placement: Literal["inline", "runner"] = Field(
-        description="In the router's process, or behind its own runner."
+    placement: Literal["inline", "runner", "ensemble"] = Field(
+        description="In the router's process, behind its own runner, or an ensemble of served models."
     )
     status: Literal["ready", "loading", "unavailable"] = Field(description="Whether it can answer now.")
     metrics: dict[str, Any] = Field(default_factory=dict, description="Evaluation figures from training.")
@@ -210,6 +214,12 @@ class ModelInfo(BaseModel):
     )
     default: bool = Field(False, description="True for the current default model.")
     reason: str = Field("", description="Why it is not ready (present only then).")
+    members: dict[str, float] | None = Field(
+        None, description="An ensemble's members and their weights (present only for ensembles)."
+    )
+    on_member_down: Literal["fail", "renormalize"] | None = Field(
+        None, description="An ensemble's answer when a member is down: 503, or blend the others."
+    )
 
 
 class ModelList(BaseModel):
@@ -217,6 +227,36 @@ class ModelList(BaseModel):
 
     default: str = Field(description="The current default model.", examples=["lightgbm"])
     models: list[ModelInfo]
+
+
+class ShadowPolicy(BaseModel):
+    """A shadow: a fraction of a model's traffic also scored by another model, after answering."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: ModelName = Field(description="The shadow model.", examples=["catboost"])
+    fraction: float = Field(1.0, ge=0, le=1, description="Share of the rows shadowed (sticky per wine).")
+
+
+_SPLITS = "Canary splits: a served name -> {model: percent}, adding up to 100 (sticky per wine)."
+_SPLITS_EXAMPLE = {"lightgbm": {"lightgbm": 90, "xgboost": 10}}
+_SHADOWS = "Shadows: a served model -> its shadow and the fraction of its rows shadowed."
+_SHADOWS_EXAMPLE = {"lightgbm": {"target": "catboost", "fraction": 0.1}}
+
+
+class TrafficChange(_Request):
+    """New canary splits and/or shadows; a section left out is kept as it is."""
+
+    splits: dict[str, dict[str, float]] | None = Field(None, description=_SPLITS, examples=[_SPLITS_EXAMPLE])
+    shadows: dict[str, ShadowPolicy] | None = Field(None, description=_SHADOWS, examples=[_SHADOWS_EXAMPLE])
+
+
+class TrafficPolicies(BaseModel):
+    """The canary splits and shadows in force."""
+
+    splits: dict[str, dict[str, float]] = Field(description=_SPLITS, examples=[_SPLITS_EXAMPLE])
+    shadows: dict[str, ShadowPolicy] = Field(description=_SHADOWS, examples=[_SHADOWS_EXAMPLE])
+    shared: bool = Field(description="True when other replicas follow these policies (through Redis).")
 
 
 class DefaultModelChange(BaseModel):

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 from pydantic import BaseModel
 
@@ -36,10 +37,13 @@ from services.router.errors import (
     UnsupportedMediaType,
 )
 from services.router.models import ServedModel
+from services.router.oip import ProtocolError
 from services.router.openapi import SWAGGER_HTML, build_openapi
 from services.router.predictor import Predictor
 from services.router.registry import ModelRegistry
 from services.router.settings import RouterSettings
+from services.router.traffic import Traffic
+from services.router.v2 import Answer, OpenInference, match, protocol_error
 from services.router.validation import parse_batch, parse_default_model, parse_predict
 from winemeup.api import (
     BatchRequest,
@@ -52,6 +56,8 @@ from winemeup.api import (
     PredictRequest,
     PredictResponse,
     Readiness,
+    TrafficChange,
+    TrafficPolicies,
 )
 from winemeup.schema import SCHEMA, quality_grade
 
@@ -82,6 +88,7 @@ class Response:
     status: int
     body: bytes
     content_type: bytes = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -118,6 +125,8 @@ class Router:
         self.components: Components | None = None
         self.registry: ModelRegistry | None = None
         self.predictor: Predictor | None = None
+        self.traffic: Traffic | None = None
+        self.v2 = OpenInference(self)
         self.routes = [
             Route(
                 "POST",
@@ -149,6 +158,16 @@ class Router:
                 {"404": "Unknown model"},
             ),
             Route("GET", "/v1/features", self.features, "user", None, FeatureList, "models"),
+            Route("GET", "/v1/traffic", self.get_traffic, "user", None, TrafficPolicies, "models"),
+            Route(
+                "PUT",
+                "/v1/traffic",
+                self.set_traffic,
+                "admin",
+                TrafficChange,
+                TrafficPolicies,
+                "models",
+            ),
             Route("GET", "/healthz", self.healthz, "open", None, Health, "operations"),
             Route(
                 "GET",
@@ -176,9 +195,14 @@ class Router:
         self._table: dict[str, dict[str, Route]] = {}
         for route in self.routes:
             self._table.setdefault(route.path, {})[route.method] = route
-        self._openapi = orjson.dumps(
-            build_openapi(self.routes, list(settings.models), settings.batch_max_rows)
-        )
+        # The Open Inference Protocol routes have path parameters: matched by services.router.v2.
+        self._v2_table: dict[str, dict[str, Route]] = {}
+        for method, template, v2_handler, auth in self.v2.routes():
+            self._v2_table.setdefault(template, {})[method] = Route(
+                method, template, _v2_adapter(v2_handler), auth, tag="open inference protocol"
+            )
+        served = [*settings.models, *(str(e.get("name")) for e in settings.ensembles)]
+        self._openapi = orjson.dumps(build_openapi(self.routes, served, settings.batch_max_rows))
         self._max_body = settings.max_body_bytes
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -189,7 +213,15 @@ class Router:
         self.components = build(s)
         self.registry = self.components.registry
         self.predictor = Predictor(self.components.cache)
+        self.traffic = Traffic(
+            self.registry,
+            self.predictor,
+            {"splits": s.splits, "shadows": s.shadows},
+            s.shadow_max_inflight,
+            s.default_sync_seconds,
+        )
         await self.registry.start(warm_all=s.preload_inline_models)
+        await self.traffic.start()
         logger.info(
             "router serving %s (default %s), cache %s, on %s:%s",
             ", ".join(f"{m.name}:{m.placement}" for m in self.registry.models()),
@@ -201,6 +233,8 @@ class Router:
 
     async def shutdown(self) -> None:
         """Stop probes and close connections."""
+        if self.traffic is not None:
+            await self.traffic.close()
         if self.registry is not None:
             await self.registry.close()
         if self.predictor is not None:
@@ -238,6 +272,11 @@ class Router:
         path = scope["path"]
         methods = self._table.get(path)
         route_label = path if methods is not None else "other"
+        if methods is None and path.startswith("/v2"):
+            matched = match(path)
+            if matched is not None:
+                route_label, scope["path_params"] = matched
+                methods = self._v2_table.get(route_label)
         request = Request(scope, receive, dict(scope["headers"]))
         extra: list[tuple[bytes, bytes]] = []
         try:
@@ -263,6 +302,7 @@ class Router:
                 "headers": [
                     (b"content-type", response.content_type),
                     (b"content-length", str(len(response.body)).encode()),
+                    *response.headers,
                     *extra,
                 ],
             }
@@ -328,8 +368,13 @@ class Router:
         """
         row, name = parse_predict(await self._json_body(request))
         model = self._model(name, request)
-        assert self.predictor is not None
+        assert self.predictor is not None and self.traffic is not None
+        traffic = self.traffic
+        if traffic.splits:  # a canary split picks the model per wine
+            model = self._model(traffic.choose_one(model.name, row), request)
         score, version, cached = await self.predictor.predict_one(model, row)
+        if traffic.shadows:
+            traffic.shadow(model.name, np.array((row,), dtype=np.float64), (score,))
         return Response(
             200,
             orjson.dumps(
@@ -353,15 +398,20 @@ class Router:
         matrix, name = parse_batch(await self._json_body(request), self.settings.batch_max_rows)
         model = self._model(name, request)
         metrics.BATCH_ROWS.observe(matrix.shape[0])
-        assert self.predictor is not None
-        result = await self.predictor.predict_many(model, matrix)
-        predictions = [
+        assert self.traffic is not None
+        result = await self.traffic.predict_many(model, matrix)
+        predictions: list[dict[str, Any]] = [
             {"score": s, "quality": quality_grade(s), "cached": c}
             for s, c in zip(result.scores, result.cached, strict=True)
         ]
+        if result.models is not None and result.versions is not None:  # a split spread the batch
+            for p, m in zip(predictions, result.models, strict=True):
+                p["model"], p["model_version"] = m, result.versions[m]
         return Response(
             200,
-            orjson.dumps({"model": model.name, "model_version": result.version, "predictions": predictions}),
+            orjson.dumps(
+                {"model": result.model, "model_version": result.version, "predictions": predictions}
+            ),
         )
 
     async def list_models(self, request: Request) -> Response:
@@ -393,6 +443,27 @@ class Router:
                 }
             ),
         )
+
+    async def get_traffic(self, request: Request) -> Response:
+        """The canary splits and shadows in force."""
+        assert self.traffic is not None
+        return Response(200, orjson.dumps({**self.traffic.document(), "shared": self.registry_shared()}))
+
+    async def set_traffic(self, request: Request) -> Response:
+        """Change the canary splits and shadows (admin key only); sections left out are kept.
+
+        Body: `{"splits": {"lightgbm": {"lightgbm": 90, "xgboost": 10}}, "shadows": {"lightgbm":
+        {"target": "catboost", "fraction": 0.1}}}`. A split's weights are percent and must add
+        up to 100; every name must be served. A bad change is answered 422 naming the field and
+        the policies in force are kept. With Redis, other replicas adopt it within
+        `default_sync_seconds` (`"shared": true`).
+        """
+        assert self.traffic is not None
+        shared = await self.traffic.update_body(await self._json_body(request))
+        return Response(200, orjson.dumps({**self.traffic.document(), "shared": shared}))
+
+    def registry_shared(self) -> bool:
+        return self.registry is not None and self.registry.shared.shared
 
     async def features(self, request: Request) -> Response:
         """Describe the 12 input features: names, training headers, units, ranges."""
@@ -445,6 +516,21 @@ class Router:
     async def docs(self, request: Request) -> Response:
         """Swagger UI for this API."""
         return Response(200, SWAGGER_HTML, b"text/html; charset=utf-8")
+
+
+def _v2_adapter(handler: Callable[[Any], Awaitable[Answer]]) -> Handler:
+    """A V2 handler as a route handler: its protocol errors become ``{"error": "..."}`` answers."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            answer = await handler(request)
+        except (ProtocolError, ApiError) as e:
+            answer = protocol_error(e)
+        return Response(answer.status, answer.body, answer.content_type, answer.headers)
+
+    handle.__doc__ = handler.__doc__
+    handle.__name__ = handler.__name__
+    return handle
 
 
 def create_app(settings: RouterSettings | None = None) -> Router:

@@ -13,8 +13,10 @@ from typing import Any
 import orjson
 
 from services.router.cache import MemoryCache, PredictionCache, TieredCache
+from services.router.ensemble import build_ensembles
 from services.router.lru import MemoryLRU
 from services.router.models import InlineModel, RunnerClient, RunnerModel, ServedModel
+from services.router.policies import PolicyError
 from services.router.redis_cache import RedisCache
 from services.router.redis_records import RedisRecords
 from services.router.registry import ModelRegistry
@@ -132,10 +134,19 @@ def build_models(s: RouterSettings, session: Any) -> list[ServedModel]:
     return models
 
 
+def served_models(s: RouterSettings, session: Any) -> list[ServedModel]:
+    """The configured models, then the ensembles of them the settings declare."""
+    models = build_models(s, session)
+    try:
+        return [*models, *build_ensembles(s.ensembles, models)]
+    except PolicyError as e:
+        raise ValueError(f"WINEMEUP_ROUTER_ENSEMBLES: {e}") from e
+
+
 def build(s: RouterSettings) -> Components:
     """Cache, runner session, models and registry for ``s`` (call inside the event loop)."""
     session = _runner_session() if any(s.placement_of(m) == "runner" for m in s.models) else None
     registry = ModelRegistry(
-        build_models(s, session), s.default_model, build_shared_records(s), s.default_sync_seconds
+        served_models(s, session), s.default_model, build_shared_records(s), s.default_sync_seconds
     )
     return Components(build_cache(s), registry, session)

@@ -158,6 +158,58 @@ BATCH_ROWS = Histogram(
     registry=REGISTRY,
 )
 
+# ---- traffic policies (canary split, shadow) ----------------------------------------------------
+SERVED_ROWS = Counter(
+    "winemeup_router_served_rows_total",
+    "Rows answered under a name that has a canary split, by that name and the model that served "
+    "them (the served share per model).",
+    ["name", "model"],
+    registry=REGISTRY,
+)
+SPLIT_WEIGHT = Gauge(
+    "winemeup_router_split_weight_percent",
+    "Configured share (percent) of a name's traffic each model serves; absent without a split.",
+    ["name", "model"],
+    registry=REGISTRY,
+)
+SHADOW_FRACTION = Gauge(
+    "winemeup_router_shadow_fraction",
+    "Configured fraction (0..1) of a model's traffic also scored by its shadow.",
+    ["model", "shadow"],
+    registry=REGISTRY,
+)
+SHADOW_SCORE_DIFFERENCE = Histogram(
+    "winemeup_router_shadow_score_difference",
+    "Shadow score minus the served score, per shadowed row (quality points).",
+    ["model", "shadow"],
+    buckets=(-2.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+    registry=REGISTRY,
+)
+SHADOW_GRADES = Counter(
+    "winemeup_router_shadow_grades_total",
+    "Shadowed rows, by whether the shadow's quality grade agrees with the served one.",
+    ["model", "shadow", "agreement"],
+    registry=REGISTRY,
+)
+SHADOW_SHED = Counter(
+    "winemeup_router_shadow_shed_total",
+    "Shadow calls dropped because shadow_max_inflight calls were already running.",
+    ["model", "shadow"],
+    registry=REGISTRY,
+)
+SHADOW_ERRORS = Counter(
+    "winemeup_router_shadow_errors_total",
+    "Shadow calls that failed (the client's answer was not affected).",
+    ["model", "shadow"],
+    registry=REGISTRY,
+)
+SHADOW_INFLIGHT = Gauge("winemeup_router_shadow_inflight", "Shadow calls running now.", registry=REGISTRY)
+RUNNER_CONNECTIONS_RECYCLED = Counter(
+    "winemeup_router_runner_connections_recycled_total",
+    "Kept-alive runner connections closed for reaching runner_connection_max_age_seconds.",
+    registry=REGISTRY,
+)
+
 
 @lru_cache(maxsize=1024)
 def request_counter(route: str, model: str, status_class: str) -> Any:

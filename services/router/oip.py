@@ -72,13 +72,21 @@ class InferRequest:
     outputs: list[RequestedOutput]
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    outputs_named: bool = False
+    """True when the request listed its outputs (else every default output is answered)."""
 
 
 # ---- decoding ---------------------------------------------------------------------------------
 
 
-def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
-    """Decode an infer request body into the feature matrix; :class:`ProtocolError` otherwise."""
+def parse_infer(
+    body: bytes, header_length: str | None = None, extra_outputs: tuple[str, ...] = ()
+) -> InferRequest:
+    """Decode an infer request body into the feature matrix; :class:`ProtocolError` otherwise.
+
+    ``extra_outputs`` are output names the caller can also answer (beyond score and quality)
+    when a request names them.
+    """
     json_part, binary = _split(body, header_length)
     try:
         doc = orjson.loads(json_part)
@@ -98,9 +106,12 @@ def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
         raise ProtocolError("'parameters' must be an object")
     return InferRequest(
         rows=rows,
-        outputs=_outputs(doc.get("outputs"), bool(parameters.get("binary_data_output", False))),
+        outputs=_outputs(
+            doc.get("outputs"), bool(parameters.get("binary_data_output", False)), (*OUTPUTS, *extra_outputs)
+        ),
         id=str(request_id) if request_id is not None else None,
         parameters=parameters,
+        outputs_named=doc.get("outputs") is not None,
     )
 
 
@@ -296,7 +307,7 @@ def _check_values(rows: np.ndarray, *, matrix: bool) -> None:
             )
 
 
-def _outputs(spec: Any, binary_default: bool) -> list[RequestedOutput]:
+def _outputs(spec: Any, binary_default: bool, known: tuple[str, ...] = OUTPUTS) -> list[RequestedOutput]:
     if spec is None:
         return [RequestedOutput(name, binary_default) for name in OUTPUTS]
     if not isinstance(spec, list) or not spec:
@@ -305,8 +316,8 @@ def _outputs(spec: Any, binary_default: bool) -> list[RequestedOutput]:
     for i, item in enumerate(spec):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ProtocolError(f"outputs[{i}] must be an object with a 'name'")
-        if item["name"] not in OUTPUTS:
-            raise ProtocolError(f"unknown output '{item['name']}': this model answers {list(OUTPUTS)}")
+        if item["name"] not in known:
+            raise ProtocolError(f"unknown output '{item['name']}': this model answers {list(known)}")
         binary = (item.get("parameters") or {}).get("binary_data", binary_default)
         out.append(RequestedOutput(item["name"], bool(binary)))
     return out
@@ -316,13 +327,26 @@ def _outputs(spec: Any, binary_default: bool) -> list[RequestedOutput]:
 
 
 def encode_infer(
-    request: InferRequest, model: str, version: str, scores: np.ndarray, quality: np.ndarray
+    request: InferRequest,
+    model: str,
+    version: str,
+    scores: np.ndarray,
+    quality: np.ndarray,
+    extra: dict[str, tuple[str, np.ndarray]] | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
-    """The infer response body, and the JSON length when binary tensor data follows it."""
+    """The infer response body, and the JSON length when binary tensor data follows it.
+
+    ``extra`` holds further outputs by name (datatype FP64/FP32/INT32, values) that
+    ``request.outputs`` may name; ``parameters`` become the response's ``parameters``.
+    """
     values = {
         OUTPUT_SCORE: ("FP64", np.ascontiguousarray(scores, dtype="<f8")),
         OUTPUT_QUALITY: ("INT32", np.ascontiguousarray(quality, dtype="<i4")),
     }
+    for name, (datatype, array) in (extra or {}).items():
+        dtype = {"FP64": "<f8", "FP32": "<f4", "INT32": "<i4"}[datatype]
+        values[name] = (datatype, np.ascontiguousarray(array, dtype=dtype))
     outputs, blobs = [], []
     for requested in request.outputs:
         datatype, array = values[requested.name]
@@ -335,6 +359,8 @@ def encode_infer(
             entry["data"] = array.tolist()
         outputs.append(entry)
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    if parameters:
+        doc["parameters"] = parameters
     if request.id is not None:
         doc["id"] = request.id
     head = orjson.dumps(doc)

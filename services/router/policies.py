@@ -68,6 +68,10 @@ class Split:
         if abs(total - 100.0) > 1e-9:
             raise PolicyError("weights", f"must add up to 100 (percent), got {total:g}")
 
+    def members(self) -> list[str]:
+        """The models this split may answer with."""
+        return list(self.weights)
+
     def validate(self, known: Iterable[str]) -> None:
         known = list(known)
         for model in self.weights:
@@ -104,6 +108,10 @@ class Shadow:
             raise PolicyError("fraction", f"must be between 0 and 1, got {self.fraction!r}")
         if self.source == self.target:
             raise PolicyError("target", "a model cannot shadow itself")
+
+    def members(self) -> list[str]:
+        """The served model and its shadow."""
+        return [self.source, self.target]
 
     def validate(self, known: Iterable[str]) -> None:
         known = list(known)
@@ -154,9 +162,19 @@ class Ensemble:
         for model in self.members:
             _known(model, f"members.{model}", known)
 
+    def member_names(self) -> list[str]:
+        """The blended models."""
+        return list(self.members)
+
     def version(self, member_versions: Mapping[str, str]) -> str:
-        """A version derived from every member's version and the weights."""
-        text = ";".join(f"{m}={member_versions[m]}*{self.members[m]!r}" for m in sorted(self.members))
+        """A version derived from the versions and weights of the members given.
+
+        Every member when all answer; with ``renormalize`` and a member down, the members
+        that answered: a blend of fewer members gets its own version, so its scores are
+        cached apart from the full blend's.
+        """
+        present = sorted(m for m in self.members if m in member_versions)
+        text = ";".join(f"{m}={member_versions[m]}*{self.members[m]!r}" for m in present)
         return "e" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
     def blend(self, scores: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -183,3 +201,21 @@ class Ensemble:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "members": dict(self.members), "on_member_down": self.on_member_down}
+
+
+@dataclass(frozen=True)
+class TrafficRule:
+    """What happens to the traffic of one served name: a canary split, a shadow, or both."""
+
+    name: str
+    split: Split | None = None
+    shadow: Shadow | None = None
+
+    def members(self) -> list[str]:
+        """Every model the rule may send traffic to."""
+        names = [self.name]
+        if self.split is not None:
+            names += self.split.members()
+        if self.shadow is not None:
+            names.append(self.shadow.target)
+        return list(dict.fromkeys(names))

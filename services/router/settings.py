@@ -7,7 +7,7 @@ values are the only source of these variables (ConfigMap for settings, Secret fo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -143,6 +143,33 @@ class RouterSettings(BaseSettings):
         0.5, gt=0, description="After a Redis error, serve without the cache for this long before retrying."
     )
 
+    ensembles: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Ensembles served as models, JSON: [{"name": "blend", "members": {"svr": 0.5, '
+        '"extra_trees": 0.5}, "on_member_down": "fail"}] (fail or renormalize).',
+    )
+    splits: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Canary splits at start-up, JSON: {"lightgbm": {"lightgbm": 90, "xgboost": 10}} '
+        "(percent, sticky per wine); changed at runtime with PUT /v1/traffic.",
+    )
+    shadows: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Shadows at start-up, JSON: {"lightgbm": {"target": "catboost", "fraction": 0.1}}; '
+        "changed at runtime with PUT /v1/traffic.",
+    )
+    shadow_max_inflight: int = Field(
+        64,
+        gt=0,
+        description="Most shadow calls running at once; beyond it shadow calls are shed and counted.",
+    )
+    runner_connection_max_age_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Close a kept-alive runner connection after this long (0 = never), so a scaled-out "
+        "runner pod gets traffic.",
+    )
+
     @field_validator("models", mode="before")
     @classmethod
     def _models_csv(cls, value: object) -> object:
@@ -153,7 +180,8 @@ class RouterSettings(BaseSettings):
         unknown = [m for m in [*self.models, *self.placements, *self.runner_urls] if m not in MODEL_NAMES]
         if unknown:
             raise ValueError(f"unknown model names {unknown}; known: {', '.join(MODEL_NAMES)}")
-        if self.default_model not in self.models:
+        names = [*self.models, *(str(e.get("name")) for e in self.ensembles)]
+        if self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not among models {self.models}")
         missing = [m for m in self.models if self.placement_of(m) == "runner" and m not in self.runner_urls]
         if missing:
