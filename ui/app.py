@@ -28,6 +28,7 @@ from ui.client import (
     RouterClient,
     RouterValidationError,
 )
+from ui.explain_view import INSIGHT, fetch_insight, render_drift, render_insight
 from ui.inputs import default_wine, input_decimals, input_help, input_label, input_step
 from ui.leaderboard import build_leaderboard
 from ui.settings import UISettings
@@ -200,12 +201,15 @@ def render_wine(client: RouterClient, overview: ModelsOverview | None) -> None:
                 del st.session_state[key]
     if predict:
         st.session_state[PREDICTION] = (features, client.predict(features, model=model))
+        st.session_state[INSIGHT] = fetch_insight(client, features, model)
     if compare:
         st.session_state[COMPARISON] = (features, compare_models(client, overview, features))
 
     prediction = st.session_state.get(PREDICTION)
     if prediction is not None and isinstance(prediction[1], Prediction):
         render_prediction(prediction[1])
+        if st.session_state.get(INSIGHT) is not None:
+            render_insight(st.session_state[INSIGHT])
     comparison = st.session_state.get(COMPARISON)
     if comparison is not None and isinstance(comparison[1], pd.DataFrame):
         render_comparison(comparison[1])
@@ -560,6 +564,7 @@ def main() -> None:
         guarded(render_batch, client, overview, settings)
     with models_tab:
         guarded(render_models, overview)
+        guarded(render_drift, client)
 
 
 if __name__ == "__main__":

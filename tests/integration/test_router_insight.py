@@ -185,7 +185,9 @@ def test_explanations_and_intervals_through_runners(
     handle.wait_ready()
     with httpx.Client(base_url=handle.url, headers=handle.headers(), timeout=60) as c:
         for model in ("lightgbm", "svr"):
-            predicted = c.post("/v1/predict/batch", json={"instances": WINES, "model": model, "interval": 0.8})
+            predicted = c.post(
+                "/v1/predict/batch", json={"instances": WINES, "model": model, "interval": 0.8}
+            )
             assert predicted.status_code == 200, predicted.text
             predictions = predicted.json()["predictions"]
             assert all(p["interval"]["low"] < p["score"] < p["interval"]["high"] for p in predictions)
