@@ -161,15 +161,15 @@ BATCH_ROWS = Histogram(
 # ---- traffic policies (canary split, shadow) ----------------------------------------------------
 SERVED_ROWS = Counter(
     "winemeup_router_served_rows_total",
-    "Rows answered under a name that has a canary split, by that name and the model that served "
-    "them (the served share per model).",
-    ["name", "model"],
+    "Rows answered under a name that has a canary split, by that name (requested) and the model "
+    "that served them (the served share per model).",
+    ["requested", "model"],
     registry=REGISTRY,
 )
 SPLIT_WEIGHT = Gauge(
     "winemeup_router_split_weight_percent",
-    "Configured share (percent) of a name's traffic each model serves; absent without a split.",
-    ["name", "model"],
+    "Configured share (percent) of a name's (requested) traffic each model serves; absent without a split.",
+    ["requested", "model"],
     registry=REGISTRY,
 )
 SHADOW_FRACTION = Gauge(

@@ -1,0 +1,272 @@
+"""Canary splits and shadows on a real router: share, stickiness, runtime changes, shadow cost.
+
+* 10,000 distinct wines through a 90/10 split of the default name: the canary's share is
+  10 % ± 1.5 %, every wine gets the same model again (batch or single), the answers name the
+  model, and ``winemeup_router_served_rows_total`` counts the shares.
+* A split that does not add up to 100, or that names an unknown model, is a 422 naming the
+  field, and the split in force is kept.
+* Shadow: a stub runner ten times slower than the served model shadows all of its traffic.
+  The answers are the served model's own scores, and the p99 of sequential requests stays
+  within noise of the p99 without the shadow (bounded: 300 requests per phase).
+* Two replicas on one Redis: a change on one is adopted by the other.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.support.waiting import wait_until
+from winemeup.schema import SCHEMA
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = SCHEMA.example()
+
+
+def wines(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    """``n`` distinct wines (alcohol and residual sugar vary on a grid)."""
+    out = []
+    for i in range(offset, offset + n):
+        out.append(
+            {
+                **EXAMPLE,
+                "alcohol": round(9.0 + (i % 100) * 0.05, 3),
+                "residual_sugar": round(1.0 + (i // 100) * 0.1, 3),
+            }
+        )
+    return out
+
+
+class SlowRunner:
+    """A stub runner on loopback: every ``/binary/predict`` sleeps ``delay`` seconds, answers 5.5."""
+
+    def __init__(self) -> None:
+        self.delay = 0.02
+        self.calls = 0
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, body: bytes, content_type: str = "application/json") -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Model-Version", "stub-1")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._answer(b'{"status":"ready"}')
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/binary/predict":
+                    stub.calls += 1
+                    time.sleep(stub.delay)
+                    self._answer(np.full(len(body) // (8 * len(SCHEMA.names)), 5.5).tobytes(), "application/octet-stream")
+                else:
+                    self._answer(
+                        json.dumps({"name": "svr", "version": "stub-1", "framework": "stub"}).encode()
+                    )
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> SlowRunner:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def slow_runner() -> Iterator[SlowRunner]:
+    with SlowRunner() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
+def traffic_router(
+    model_store: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    router_launcher: Callable[..., Any],
+    slow_runner: SlowRunner,
+) -> Iterator[Any]:
+    handle = router_launcher(
+        tmp_path_factory.mktemp("router-traffic"),
+        model_store,
+        models=["lightgbm", "xgboost", "svr"],
+        default_model="lightgbm",
+        placements={"svr": "runner"},
+        runner_urls={"svr": slow_runner.url},
+        preload_inline_models=True,
+    )
+    try:
+        handle.wait_ready()
+        wait_until(
+            lambda: (
+                httpx.get(handle.url + "/v1/models", headers=handle.headers()).json()["models"][1]["status"]
+                == "ready"
+            ),
+            60,
+            interval=0.2,
+            message=lambda: handle.process.log_tail(),
+        )
+        yield handle
+    finally:
+        handle.process.stop()
+
+
+@pytest.fixture
+def client(traffic_router: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=traffic_router.url, headers=traffic_router.headers(), timeout=30) as c:
+        yield c
+
+
+def _put(router: Any, doc: dict[str, Any]) -> httpx.Response:
+    return httpx.put(router.url + "/v1/traffic", json=doc, headers=router.headers(admin=True), timeout=10)
+
+
+def _batch(client: httpx.Client, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    r = client.post("/v1/predict/batch", json={"instances": batch})
+    assert r.status_code == 200, r.text
+    return r.json()["predictions"]
+
+
+def test_a_90_10_split_is_sticky_and_shares_10_percent(
+    traffic_router: Any, client: httpx.Client, metric_reader: Callable[..., float]
+) -> None:
+    r = _put(traffic_router, {"splits": {"lightgbm": {"lightgbm": 90, "xgboost": 10}}, "shadows": {}})
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/traffic").json()["splits"] == {"lightgbm": {"lightgbm": 90, "xgboost": 10}}
+    sample = wines(10_000)
+    served: list[str] = []
+    for start in range(0, len(sample), 2_000):
+        served += [p["model"] for p in _batch(client, sample[start : start + 2_000])]
+    share = served.count("xgboost") / len(served)
+    assert set(served) == {"lightgbm", "xgboost"}
+    assert 0.085 <= share <= 0.115, share
+
+    # Sticky: the same wines, in another order and other batches, get the same models.
+    order = np.random.default_rng(7).permutation(len(sample))[:3_000]
+    again = _batch(client, [sample[i] for i in order])
+    assert [p["model"] for p in again] == [served[i] for i in order]
+    for i in order[:50]:  # and one at a time
+        answer = client.post("/v1/predict", json={"features": sample[i]}).json()
+        assert answer["model"] == served[i]
+
+    text = client.get("/metrics").text
+    canary = metric_reader(text, "winemeup_router_served_rows_total", requested="lightgbm", model="xgboost")
+    total = metric_reader(text, "winemeup_router_served_rows_total", requested="lightgbm")
+    assert total >= 13_050 and canary / total == pytest.approx(share, abs=0.01)
+    assert (
+        metric_reader(text, "winemeup_router_split_weight_percent", requested="lightgbm", model="xgboost")
+        == 10
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"splits": {"lightgbm": {"lightgbm": 90, "xgboost": 20}}}, "splits.lightgbm.weights"),
+        ({"splits": {"lightgbm": {"lightgbm": 90, "xgbost": 10}}}, "splits.lightgbm.weights.xgbost"),
+        ({"splits": {"nope": {"lightgbm": 100}}}, "splits.nope"),
+        ({"shadows": {"lightgbm": {"target": "nope", "fraction": 0.5}}}, "shadows.lightgbm.target"),
+        ({"shadows": {"lightgbm": {"target": "svr", "fraction": 2}}}, "shadows.lightgbm.fraction"),
+    ],
+)
+def test_a_bad_policy_is_rejected_naming_the_field_and_the_old_one_kept(
+    traffic_router: Any, client: httpx.Client, doc: dict[str, Any], field: str
+) -> None:
+    assert _put(traffic_router, {"splits": {"lightgbm": {"lightgbm": 90, "xgboost": 10}}}).status_code == 200
+    before = client.get("/v1/traffic").json()
+    r = _put(traffic_router, doc)
+    assert r.status_code == 422, r.text
+    assert r.json()["details"][0]["field"] == field, r.text
+    assert client.get("/v1/traffic").json() == before
+    forbidden = httpx.put(traffic_router.url + "/v1/traffic", json={}, headers=traffic_router.headers())
+    assert forbidden.status_code == 403
+
+
+def _p99_ms(client: httpx.Client, batch: list[dict[str, Any]]) -> tuple[float, list[float]]:
+    seconds, scores = [], []
+    for wine in batch:
+        started = time.perf_counter()
+        r = client.post("/v1/predict", json={"features": wine, "model": "lightgbm"})
+        seconds.append(time.perf_counter() - started)
+        assert r.status_code == 200 and r.json()["model"] == "lightgbm", r.text
+        scores.append(r.json()["score"])
+    return float(np.percentile(seconds, 99) * 1000), scores
+
+
+def test_a_ten_times_slower_shadow_changes_neither_answer_nor_p99(
+    traffic_router: Any,
+    client: httpx.Client,
+    slow_runner: SlowRunner,
+    model_store: Path,
+    reference_scorer: Callable[..., dict[str, list[float]]],
+    metric_reader: Callable[..., float],
+) -> None:
+    assert _put(traffic_router, {"splits": {}, "shadows": {}}).status_code == 200
+    _p99_ms(client, wines(50, 20_000))  # warm the connection
+    without, _ = _p99_ms(client, wines(300, 30_000))
+    median = float(np.median([_p99_ms(client, [w])[0] for w in wines(30, 40_000)]))
+    slow_runner.delay = max(0.01, 10 * median / 1000)  # the shadow model: 10x the served latency
+    calls_before = slow_runner.calls
+    r = _put(traffic_router, {"shadows": {"lightgbm": {"target": "svr", "fraction": 1.0}}})
+    assert r.status_code == 200, r.text
+    shadowed = wines(300, 50_000)
+    with_shadow, scores = _p99_ms(client, shadowed)
+    wait_until(
+        lambda: slow_runner.calls > calls_before, 10, message=lambda: "no shadow call reached the runner"
+    )
+    want = reference_scorer(model_store, [SCHEMA.validate(w) for w in shadowed], ("lightgbm",))["lightgbm"]
+    assert scores == pytest.approx(want, rel=1e-9, abs=1e-9)
+    shadow_ms = slow_runner.delay * 1000
+    print(f"p99 without shadow {without:.2f} ms, with a {shadow_ms:.0f} ms shadow {with_shadow:.2f} ms")
+    assert with_shadow <= max(2.0 * without, without + 5.0), (without, with_shadow)
+
+    text = client.get("/metrics").text
+    labels = {"model": "lightgbm", "shadow": "svr"}
+    graded = metric_reader(text, "winemeup_router_shadow_grades_total", **labels)
+    shed = metric_reader(text, "winemeup_router_shadow_shed_total", **labels)
+    assert graded + shed >= 250 and graded > 0
+    assert metric_reader(text, "winemeup_router_shadow_score_difference_count", **labels) == graded
+    assert _put(traffic_router, {"shadows": {}}).status_code == 200
+
+
+def test_a_change_on_one_replica_reaches_the_other(
+    model_store: Path, router: Callable[..., Any], redis_server: Callable[..., Any]
+) -> None:
+    redis = redis_server()
+    common = {"models": ["lightgbm", "xgboost"], "redis_url": redis.url, "default_sync_seconds": 0.2}
+    first, second = router(model_store, **common), router(model_store, **common)
+    first.wait_ready()
+    second.wait_ready()
+    split = {"lightgbm": {"lightgbm": 50, "xgboost": 50}}
+    r = _put(first, {"splits": split})
+    assert r.status_code == 200 and r.json()["shared"] is True, r.text
+
+    def adopted() -> bool:
+        return httpx.get(second.url + "/v1/traffic", headers=second.headers()).json()["splits"] == split
+
+    wait_until(adopted, 10, interval=0.1, message=lambda: "the second replica kept its policies")
+    batch = {"instances": wines(200)}
+    a = httpx.post(first.url + "/v1/predict/batch", json=batch, headers=first.headers(), timeout=30).json()
+    b = httpx.post(second.url + "/v1/predict/batch", json=batch, headers=second.headers(), timeout=30).json()
+    assert [p["model"] for p in a["predictions"]] == [p["model"] for p in b["predictions"]]
