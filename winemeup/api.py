@@ -20,11 +20,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     create_model,
     model_validator,
 )
@@ -32,16 +34,28 @@ from pydantic import (
 from winemeup.schema import QUALITY_MAX, QUALITY_MIN, SCHEMA
 
 __all__ = [
+    "INTERVAL_LEVELS",
     "BatchRequest",
     "BatchResponse",
     "DefaultModelChange",
     "DefaultModelRequest",
+    "DriftFeature",
+    "DriftReport",
+    "DriftType",
     "ErrorBody",
+    "ExplainBatchRequest",
+    "ExplainBatchResponse",
+    "ExplainRequest",
+    "ExplainResponse",
+    "ExplainedInstance",
+    "FeatureContribution",
     "FeatureInfo",
     "FeatureList",
     "Features",
     "FieldProblem",
     "Health",
+    "Interval",
+    "IntervalLevel",
     "ModelInfo",
     "ModelList",
     "PredictRequest",
@@ -137,6 +151,30 @@ _QUALITY_FIELD = Field(
 )
 _CACHED_FIELD = Field(description="True when the score came from the prediction cache.")
 
+INTERVAL_LEVELS: tuple[float, ...] = (0.8, 0.9)
+"""The nominal coverage levels training calibrates prediction intervals at."""
+
+
+def _interval_level(level: float) -> float:
+    if level not in INTERVAL_LEVELS:
+        raise ValueError(f"must be one of {', '.join(f'{lv:g}' for lv in INTERVAL_LEVELS)}")
+    return level
+
+
+IntervalLevel = Annotated[
+    float,
+    Field(strict=True),
+    AfterValidator(_interval_level),
+    WithJsonSchema({"type": "number", "enum": list(INTERVAL_LEVELS)}),
+]
+"""A coverage level (float Literals are not valid typing, hence a validator and an enum schema)."""
+_INTERVAL_FIELD = Field(
+    None,
+    description="Ask for a split-conformal prediction interval at this nominal coverage (0.8 or 0.9); "
+    "a model stored without calibration data answers 409.",
+    examples=[0.9],
+)
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -150,12 +188,30 @@ class PredictRequest(_Request):
 
     features: Features = Field(description="The wine to score.")
     model: ModelName | None = _MODEL_FIELD
+    interval: IntervalLevel | None = _INTERVAL_FIELD
 
 
 class BatchRequest(_Request):
     """Many wines to score with one model (at most the router's ``batch_max_rows``)."""
 
     instances: list[Features] = Field(min_length=1, description="The wines to score, answered in this order.")
+    model: ModelName | None = _MODEL_FIELD
+    interval: IntervalLevel | None = _INTERVAL_FIELD
+
+
+class ExplainRequest(_Request):
+    """One wine to explain."""
+
+    features: Features = Field(description="The wine to explain.")
+    model: ModelName | None = _MODEL_FIELD
+
+
+class ExplainBatchRequest(_Request):
+    """Many wines to explain with one model (at most the router's ``batch_max_rows``)."""
+
+    instances: list[Features] = Field(
+        min_length=1, description="The wines to explain, answered in this order."
+    )
     model: ModelName | None = _MODEL_FIELD
 
 
@@ -168,6 +224,17 @@ class DefaultModelRequest(_Request):
 # ---- responses --------------------------------------------------------------------------------
 
 
+class Interval(BaseModel):
+    """A split-conformal prediction interval of one score, clipped to the quality scale."""
+
+    level: float = Field(description="Nominal coverage (0.8 or 0.9).", examples=[0.9])
+    low: float = Field(description="Lower bound on the quality scale.", examples=[4.4])
+    high: float = Field(description="Upper bound on the quality scale.", examples=[6.0])
+
+
+_INTERVAL_ANSWER = Field(None, description="Present when the request asked for an interval.")
+
+
 class PredictResponse(BaseModel):
     """The score of one wine."""
 
@@ -176,6 +243,7 @@ class PredictResponse(BaseModel):
     score: float = _SCORE_FIELD
     quality: int = _QUALITY_FIELD
     cached: bool = _CACHED_FIELD
+    interval: Interval | None = _INTERVAL_ANSWER
 
 
 class ScoredInstance(BaseModel):
@@ -184,6 +252,7 @@ class ScoredInstance(BaseModel):
     score: float = _SCORE_FIELD
     quality: int = _QUALITY_FIELD
     cached: bool = _CACHED_FIELD
+    interval: Interval | None = _INTERVAL_ANSWER
     model: str | None = Field(
         None, description="The model that scored this wine, when a canary split spread the batch."
     )
@@ -196,6 +265,81 @@ class BatchResponse(BaseModel):
     model: str = Field(description="The model that scored it.", examples=["lightgbm"])
     model_version: str = Field(description="The version of that model.")
     predictions: list[ScoredInstance] = Field(description="One entry per instance, in input order.")
+
+
+class FeatureContribution(BaseModel):
+    """What one feature added to (or took from) the score."""
+
+    feature: str = Field(description="API name of the feature.", examples=["alcohol"])
+    value: float | str = Field(description="The wine's value of it, as sent.", examples=[9.4])
+    contribution: float = Field(description="Its share of score - base, on the quality scale.")
+
+
+_METHOD_FIELD = Field(
+    description="How the contributions were computed (TreeSHAP or baseline Shapley) and what base means."
+)
+_BASE_FIELD = Field(description="The value the contributions start from: base + sum(contributions) = score.")
+
+
+class ExplainedInstance(BaseModel):
+    """The explanation of one wine's score."""
+
+    base: float = _BASE_FIELD
+    score: float = _SCORE_FIELD
+    quality: int = _QUALITY_FIELD
+    cached: bool = Field(description="True when the explanation came from the explanation cache.")
+    contributions: list[FeatureContribution] = Field(description="One entry per feature, in schema order.")
+
+
+class ExplainResponse(ExplainedInstance):
+    """Per-feature contributions to one wine's score."""
+
+    model: str = Field(description="The model explained.", examples=["lightgbm"])
+    model_version: str = Field(description="The version of that model (part of every cache key).")
+    method: str = _METHOD_FIELD
+
+
+class ExplainBatchResponse(BaseModel):
+    """Explanations of a batch, in input order."""
+
+    model: str = Field(description="The model explained.", examples=["lightgbm"])
+    model_version: str = Field(description="The version of that model.")
+    method: str = _METHOD_FIELD
+    explanations: list[ExplainedInstance] = Field(description="One entry per instance, in input order.")
+
+
+class DriftFeature(BaseModel):
+    """Drift of one measurement for one wine type."""
+
+    feature: str = Field(examples=["alcohol"])
+    psi: float | None = Field(
+        description="Population stability index against the training bins; null with no in-range value."
+    )
+    out_of_range: float = Field(description="Share of the window's values outside the physical range.")
+
+
+class DriftType(BaseModel):
+    """Drift of one wine type's window of served rows."""
+
+    wine_type: str = Field(examples=["white"])
+    rows: int = Field(description="Rows of this type in the window.")
+    max_psi: float | None = Field(description="The largest PSI over the measurements.")
+    out_of_range_rows: float = Field(description="Share of rows with at least one value out of range.")
+    features: list[DriftFeature]
+
+
+class DriftReport(BaseModel):
+    """PSI per measurement and wine type of the router's window of served rows."""
+
+    enabled: bool = Field(description="False when drift monitoring is switched off or has no reference.")
+    reference: str | None = Field(description="The model version whose training bins are the reference.")
+    window_rows: int = Field(description="Most rows the window holds per wine type.")
+    psi_threshold: float = Field(description="PSI above which the dashboard marks a feature as drifted.")
+    updated_seconds_ago: float | None = Field(
+        description="Age of the last aggregation; null before the first."
+    )
+    reason: str = Field("", description="Why drift is not monitored (present only then).")
+    types: list[DriftType]
 
 
 class ModelInfo(BaseModel):

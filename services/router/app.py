@@ -36,6 +36,8 @@ from services.router.errors import (
     UnsupportedContentEncoding,
     UnsupportedMediaType,
 )
+from services.router.explain import explained_instance, explained_rows
+from services.router.model_insight import ModelInsight
 from services.router.models import ServedModel
 from services.router.oip import ProtocolError
 from services.router.openapi import SWAGGER_HTML, build_openapi
@@ -44,12 +46,23 @@ from services.router.registry import ModelRegistry
 from services.router.settings import RouterSettings
 from services.router.traffic import Traffic
 from services.router.v2 import Answer, OpenInference, match, protocol_error
-from services.router.validation import parse_batch, parse_default_model, parse_predict
+from services.router.validation import (
+    parse_batch,
+    parse_batch_request,
+    parse_default_model,
+    parse_predict,
+    parse_predict_request,
+)
 from winemeup.api import (
     BatchRequest,
     BatchResponse,
     DefaultModelChange,
     DefaultModelRequest,
+    DriftReport,
+    ExplainBatchRequest,
+    ExplainBatchResponse,
+    ExplainRequest,
+    ExplainResponse,
     FeatureList,
     Health,
     ModelList,
@@ -59,6 +72,7 @@ from winemeup.api import (
     TrafficChange,
     TrafficPolicies,
 )
+from winemeup.insight import DriftReference
 from winemeup.schema import SCHEMA, quality_grade
 
 logger = logging.getLogger(__name__)
@@ -97,6 +111,12 @@ Handler = Callable[[Request], Awaitable[Response]]
 _PREDICT_ERRORS = {
     "404": "Unknown model",
     "503": "The model is unavailable (runner down or slow, load failed)",
+    "409": "An interval was asked of a model stored without calibration data (retrain it)",
+}
+_EXPLAIN_ERRORS = {
+    "404": "Unknown model",
+    "503": "The model is unavailable (runner down or slow, load failed)",
+    "422": "Invalid fields, or the model cannot be explained as served (the message says why)",
 }
 
 
@@ -146,6 +166,27 @@ class Router:
                 BatchResponse,
                 errors=_PREDICT_ERRORS,
             ),
+            Route(
+                "POST",
+                "/v1/explain",
+                self.explain,
+                "user",
+                ExplainRequest,
+                ExplainResponse,
+                "insight",
+                _EXPLAIN_ERRORS,
+            ),
+            Route(
+                "POST",
+                "/v1/explain/batch",
+                self.explain_batch,
+                "user",
+                ExplainBatchRequest,
+                ExplainBatchResponse,
+                "insight",
+                _EXPLAIN_ERRORS,
+            ),
+            Route("GET", "/v1/drift", self.drift, "user", None, DriftReport, "insight"),
             Route("GET", "/v1/models", self.list_models, "user", None, ModelList, "models"),
             Route(
                 "PUT",
@@ -222,6 +263,8 @@ class Router:
         )
         await self.registry.start(warm_all=s.preload_inline_models)
         await self.traffic.start()
+        if self.components.drift is not None:
+            self.components.drift.start(self._drift_reference)
         logger.info(
             "router serving %s (default %s), cache %s, on %s:%s",
             ", ".join(f"{m.name}:{m.placement}" for m in self.registry.models()),
@@ -366,27 +409,30 @@ class Router:
         default). Training headers such as "fixed acidity" or "pH" are accepted as aliases.
         Answers the model's score, its rounded quality grade and whether it came from the cache.
         """
-        row, name = parse_predict(await self._json_body(request))
+        row, name, level = parse_predict_request(await self._json_body(request))
         model = self._model(name, request)
-        assert self.predictor is not None and self.traffic is not None
+        assert self.predictor is not None and self.components is not None and self.traffic is not None
         traffic = self.traffic
         if traffic.splits:  # a canary split picks the model per wine
             model = self._model(traffic.choose_one(model.name, row), request)
         score, version, cached = await self.predictor.predict_one(model, row)
         if traffic.shadows:
             traffic.shadow(model.name, np.array((row,), dtype=np.float64), (score,))
-        return Response(
-            200,
-            orjson.dumps(
-                {
-                    "model": model.name,
-                    "model_version": version,
-                    "score": score,
-                    "quality": quality_grade(score),
-                    "cached": cached,
-                }
-            ),
-        )
+        answer: dict[str, Any] = {
+            "model": model.name,
+            "model_version": version,
+            "score": score,
+            "quality": quality_grade(score),
+            "cached": cached,
+        }
+        if level is not None:
+            low, high = await self._insight().intervals(
+                model, version, np.array([score]), np.array([row]), level
+            )
+            answer["interval"] = {"level": level, "low": float(low[0]), "high": float(high[0])}
+        if self.components.drift is not None:
+            self.components.drift.add(row)
+        return Response(200, orjson.dumps(answer))
 
     async def predict_batch(self, request: Request) -> Response:
         """Predict the quality of many wines with one model call.
@@ -395,9 +441,12 @@ class Router:
         instances. Predictions come back in input order; rows the cache holds are not
         recomputed. Field errors are named like `instances[3].ph`.
         """
-        matrix, name = parse_batch(await self._json_body(request), self.settings.batch_max_rows)
+        matrix, name, level = parse_batch_request(
+            await self._json_body(request), self.settings.batch_max_rows
+        )
         model = self._model(name, request)
         metrics.BATCH_ROWS.observe(matrix.shape[0])
+        assert self.predictor is not None and self.components is not None
         assert self.traffic is not None
         result = await self.traffic.predict_many(model, matrix)
         predictions: list[dict[str, Any]] = [
@@ -407,12 +456,87 @@ class Router:
         if result.models is not None and result.versions is not None:  # a split spread the batch
             for p, m in zip(predictions, result.models, strict=True):
                 p["model"], p["model_version"] = m, result.versions[m]
+        if level is not None:
+            lows, highs = await self._insight().intervals(
+                model, result.version, np.asarray(result.scores), matrix, level
+            )
+            for p, low, high in zip(predictions, lows.tolist(), highs.tolist(), strict=True):
+                p["interval"] = {"level": level, "low": low, "high": high}
+        if self.components.drift is not None:
+            self.components.drift.add_rows(matrix)
         return Response(
             200,
             orjson.dumps(
                 {"model": result.model, "model_version": result.version, "predictions": predictions}
             ),
         )
+
+    def _insight(self) -> ModelInsight:
+        assert self.components is not None and self.components.insight is not None
+        return self.components.insight
+
+    async def _drift_reference(self) -> tuple[str, DriftReference] | None:
+        """The default model's drift reference (None while it cannot be read yet)."""
+        assert self.registry is not None
+        model = self.registry.resolve(None)
+        version = await model.ensure_ready()
+        found = await self._insight().documents(model, version)
+        if found.drift_reference is None:
+            return None
+        return f"{model.name}:{found.version}", found.drift_reference
+
+    async def explain(self, request: Request) -> Response:
+        """Explain the score of one wine: per-feature contributions, base and score.
+
+        Body: as `/v1/predict` (`{"features": {...}, "model"?}`). `base + sum(contributions) ==
+        score` within 1e-6 (XGBoost 2e-5: it computes in float32). `method` names how: exact
+        TreeSHAP for the tree models (base: their mean prediction over the training data),
+        baseline Shapley (exact, 4,096 coalitions; base: a reference wine's score) for svr.
+        Explanations are cached by model version and row. A model that cannot be explained as
+        served (e.g. an ONNX-only image without the framework) answers 422 saying why.
+        """
+        row, name = parse_predict(await self._json_body(request))
+        model = self._model(name, request)
+        assert self.components is not None and self.components.explainer is not None
+        result = await self.components.explainer.explain(model, np.array([row], dtype=np.float64))
+        answer = {
+            "model": model.name,
+            "model_version": result.version,
+            "method": result.method,
+            **explained_instance(
+                row, result.base[0], result.scores[0], result.contributions[0], result.cached[0]
+            ),
+        }
+        return Response(200, orjson.dumps(answer))
+
+    async def explain_batch(self, request: Request) -> Response:
+        """Explain the scores of many wines with one model call for the uncached ones.
+
+        Body: as `/v1/predict/batch`, at most `batch_max_rows` instances (explaining costs
+        milliseconds a row for the boosted trees, 0.1-0.3 s for the forests and svr).
+        Explanations come back in input order.
+        """
+        matrix, name = parse_batch(await self._json_body(request), self.settings.batch_max_rows)
+        model = self._model(name, request)
+        assert self.components is not None and self.components.explainer is not None
+        result = await self.components.explainer.explain(model, matrix)
+        answer = {
+            "model": model.name,
+            "model_version": result.version,
+            "method": result.method,
+            "explanations": explained_rows(matrix, result),
+        }
+        return Response(200, orjson.dumps(answer))
+
+    async def drift(self, request: Request) -> Response:
+        """Input drift: PSI per measurement and wine type of the served-rows window.
+
+        Compared with the training bins stored with the default model at start-up; aggregated
+        every `drift_interval_seconds` off the request path (the same figures as the
+        `winemeup_router_drift_*` gauges).
+        """
+        assert self.components is not None and self.components.drift is not None
+        return Response(200, orjson.dumps(self.components.drift.describe()))
 
     async def list_models(self, request: Request) -> Response:
         """List the served models with their placement, status, version and training metrics."""

@@ -13,11 +13,15 @@ from typing import Any
 import orjson
 
 from services.router.cache import MemoryCache, PredictionCache, TieredCache
+from services.router.drift import DriftMonitor
 from services.router.ensemble import build_ensembles
+from services.router.explain import Explainer, ExplanationCache
 from services.router.lru import MemoryLRU
+from services.router.model_insight import ModelInsight
 from services.router.models import InlineModel, RunnerClient, RunnerModel, ServedModel
 from services.router.policies import PolicyError
 from services.router.redis_cache import RedisCache
+from services.router.redis_connection import redis_client
 from services.router.redis_records import RedisRecords
 from services.router.registry import ModelRegistry
 from services.router.settings import RouterSettings
@@ -85,12 +89,19 @@ class Components:
     cache: PredictionCache
     registry: ModelRegistry
     session: Any = None
+    insight: ModelInsight | None = None
+    explainer: Explainer | None = None
+    drift: DriftMonitor | None = None
 
     async def close(self) -> None:
-        """Close the runner session and the cache (the registry is closed by its owner)."""
+        """Close the runner session and the caches (the registry is closed by its owner)."""
+        if self.drift is not None:
+            await self.drift.stop()
         if self.session is not None:
             await self.session.close()
         await self.cache.close()
+        if self.explainer is not None:
+            await self.explainer.cache.close()
 
 
 def _runner_session() -> Any:
@@ -149,4 +160,23 @@ def build(s: RouterSettings) -> Components:
     registry = ModelRegistry(
         served_models(s, session), s.default_model, build_shared_records(s), s.default_sync_seconds
     )
-    return Components(build_cache(s), registry, session)
+    return Components(
+        build_cache(s),
+        registry,
+        session,
+        ModelInsight(s.model_store, s.runner_timeout_seconds),
+        Explainer(build_explanation_cache(s), s.explain_timeout_seconds),
+        DriftMonitor(s.drift_window_rows, s.drift_interval_seconds, s.drift_psi_threshold, s.drift_enabled),
+    )
+
+
+def build_explanation_cache(s: RouterSettings) -> ExplanationCache:
+    """The explanation cache: an in-process LRU, with the router's Redis behind it when it has one."""
+    url = _secret(s.redis_url)
+    redis = None
+    if url:
+        ca = str(s.redis_tls_ca_file) if s.redis_tls_ca_file is not None else None
+        redis = redis_client(
+            url, s.redis_timeout_seconds * 10, password=_secret(s.redis_password), tls_ca_file=ca
+        )
+    return ExplanationCache(s.explain_cache_entries, s.cache_ttl_seconds, redis, s.cache_backoff_seconds)
