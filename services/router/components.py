@@ -24,6 +24,7 @@ from services.router.redis_cache import RedisCache
 from services.router.redis_connection import redis_client
 from services.router.redis_records import RedisRecords
 from services.router.registry import ModelRegistry
+from services.router.runner_session import RecyclingSession
 from services.router.settings import RouterSettings
 from services.router.shared_state import MemoryRecords, SharedRecords
 from winemeup.runtimes import load_runtime
@@ -156,7 +157,12 @@ def served_models(s: RouterSettings, session: Any) -> list[ServedModel]:
 
 def build(s: RouterSettings) -> Components:
     """Cache, runner session, models and registry for ``s`` (call inside the event loop)."""
-    session = _runner_session() if any(s.placement_of(m) == "runner" for m in s.models) else None
+    session = None
+    if any(s.placement_of(m) == "runner" for m in s.models):
+        # Renewed by age so that runner pods added by a scale-out get connections too.
+        session = RecyclingSession(
+            _runner_session, s.runner_connection_max_age_seconds, s.runner_timeout_seconds + 1.0
+        )
     registry = ModelRegistry(
         served_models(s, session), s.default_model, build_shared_records(s), s.default_sync_seconds
     )

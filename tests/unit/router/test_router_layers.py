@@ -28,6 +28,7 @@ LAYERS = [
     "redis_connection",
     "redis_cache",
     "redis_records",
+    "runner_session",
     "models",
     "ensemble",
     "model_insight",
