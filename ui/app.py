@@ -32,6 +32,7 @@ from ui.explain_view import INSIGHT, fetch_insight, render_drift, render_insight
 from ui.inputs import default_wine, input_decimals, input_help, input_label, input_step
 from ui.leaderboard import build_leaderboard
 from ui.settings import UISettings
+from ui.traffic_view import render_traffic
 from ui.wine_csv import CsvFormatError, WineTypeChoice, choose_wine_type
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA, WINE_TYPES
@@ -564,6 +565,7 @@ def main() -> None:
         guarded(render_batch, client, overview, settings)
     with models_tab:
         guarded(render_models, overview)
+        guarded(render_traffic, client)
         guarded(render_drift, client)
 
 

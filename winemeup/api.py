@@ -382,6 +382,18 @@ class ShadowPolicy(BaseModel):
     fraction: float = Field(1.0, ge=0, le=1, description="Share of the rows shadowed (sticky per wine).")
 
 
+class ShadowStats(BaseModel):
+    """One replica's figures of a shadow since it started."""
+
+    model: str = Field(description="The served model.")
+    shadow: str = Field(description="Its shadow.")
+    rows: int = Field(description="Rows scored by the shadow.")
+    grade_agreement: float | None = Field(description="Share of those rows where both grades agree.")
+    mean_difference: float | None = Field(description="Mean of the shadow score minus the served score.")
+    shed_calls: int = Field(description="Shadow calls dropped because too many were running.")
+    failed_calls: int = Field(description="Shadow calls that failed.")
+
+
 _SPLITS = "Canary splits: a served name -> {model: percent}, adding up to 100 (sticky per wine)."
 _SPLITS_EXAMPLE = {"lightgbm": {"lightgbm": 90, "xgboost": 10}}
 _SHADOWS = "Shadows: a served model -> its shadow and the fraction of its rows shadowed."
@@ -401,6 +413,13 @@ class TrafficPolicies(BaseModel):
     splits: dict[str, dict[str, float]] = Field(description=_SPLITS, examples=[_SPLITS_EXAMPLE])
     shadows: dict[str, ShadowPolicy] = Field(description=_SHADOWS, examples=[_SHADOWS_EXAMPLE])
     shared: bool = Field(description="True when other replicas follow these policies (through Redis).")
+    served_rows: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Rows this replica served per split name and model since it started (GET only).",
+    )
+    shadow_stats: list[ShadowStats] = Field(
+        default_factory=list, description="This replica's shadow figures since it started (GET only)."
+    )
 
 
 class DefaultModelChange(BaseModel):

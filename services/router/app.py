@@ -569,9 +569,9 @@ class Router:
         )
 
     async def get_traffic(self, request: Request) -> Response:
-        """The canary splits and shadows in force."""
+        """The canary splits and shadows in force, with this replica's served rows and shadow figures."""
         assert self.traffic is not None
-        return Response(200, orjson.dumps({**self.traffic.document(), "shared": self.registry_shared()}))
+        return Response(200, orjson.dumps({**self.traffic.status(), "shared": self.registry_shared()}))
 
     async def set_traffic(self, request: Request) -> Response:
         """Change the canary splits and shadows (admin key only); sections left out are kept.

@@ -117,6 +117,30 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
     return hashlib.blake2b(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
 
 
+@dataclass(slots=True)
+class ShadowStats:
+    """Shadowed rows of one (model, shadow) pair on this replica since it started."""
+
+    model: str
+    shadow: str
+    rows: int = 0
+    agree: int = 0
+    shed: int = 0
+    errors: int = 0
+    difference_sum: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "shadow": self.shadow,
+            "rows": self.rows,
+            "grade_agreement": self.agree / self.rows if self.rows else None,
+            "mean_difference": self.difference_sum / self.rows if self.rows else None,
+            "shed_calls": self.shed,
+            "failed_calls": self.errors,
+        }
+
+
 class ShadowDispatcher:
     """Runs shadow calls after the answer, at most ``max_inflight`` at once; sheds the rest."""
 
@@ -124,6 +148,15 @@ class ShadowDispatcher:
         self.predictor = predictor
         self.max_inflight = max_inflight
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[tuple[str, str], ShadowStats] = {}
+        """This replica's figures per (model, shadow), for GET /v1/traffic and the UI."""
+
+    def _stats(self, shadow: Shadow) -> ShadowStats:
+        key = (shadow.source, shadow.target)
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self.stats[key] = ShadowStats(shadow.source, shadow.target)
+        return stats
 
     @property
     def inflight(self) -> int:
@@ -133,6 +166,7 @@ class ShadowDispatcher:
         """Start scoring ``rows`` with ``target``; False (and counted) when shed."""
         if len(self._tasks) >= self.max_inflight:
             metrics.SHADOW_SHED.labels(shadow.source, shadow.target).inc()
+            self._stats(shadow).shed += 1
             return False
         task = asyncio.get_running_loop().create_task(self._run(shadow, target, rows, served))
         self._tasks.add(task)
@@ -150,6 +184,7 @@ class ShadowDispatcher:
             result = await self.predictor.predict_many(target, rows)
         except Exception as e:  # a shadow never fails anything but itself
             metrics.SHADOW_ERRORS.labels(*labels).inc()
+            self._stats(shadow).errors += 1
             logger.debug("shadow %s -> %s failed: %s", *labels, e)
             return
         scores = np.asarray(result.scores, dtype=np.float64)
@@ -160,6 +195,10 @@ class ShadowDispatcher:
             quality_grade(a) == quality_grade(b)
             for a, b in zip(scores.tolist(), served.tolist(), strict=True)
         )
+        stats = self._stats(shadow)
+        stats.rows += len(scores)
+        stats.agree += agree
+        stats.difference_sum += float((scores - served).sum())
         if agree:
             metrics.SHADOW_GRADES.labels(*labels, "agree").inc(agree)
         if len(scores) - agree:
@@ -191,6 +230,7 @@ class Traffic:
         self.shadows: Shadows = shadows or {}
         self.configured = _fingerprint(as_document(self.splits, self.shadows))
         self._sync_task: asyncio.Task[None] | None = None
+        self.served_rows: dict[str, dict[str, int]] = {}
         self._publish()
 
     # ---- changing the policies --------------------------------------------------------------
@@ -223,6 +263,19 @@ class Traffic:
     def document(self) -> dict[str, Any]:
         """The policies in force."""
         return as_document(self.splits, self.shadows)
+
+    def status(self) -> dict[str, Any]:
+        """The policies in force and this replica's figures: rows served per split, shadow stats."""
+        return {
+            **self.document(),
+            "served_rows": {name: dict(rows) for name, rows in self.served_rows.items()},
+            "shadow_stats": [s.as_dict() for s in self.shadows_running.stats.values()],
+        }
+
+    def _count(self, name: str, model: str, rows: int) -> None:
+        metrics.SERVED_ROWS.labels(name, model).inc(rows)
+        served = self.served_rows.setdefault(name, {})
+        served[model] = served.get(model, 0) + rows
 
     async def update(self, doc: Any) -> bool:
         """Apply a change (sections left out are kept); True when other replicas will adopt it.
@@ -286,7 +339,7 @@ class Traffic:
         if split is None:
             return name
         chosen = split.choose(np.array((row,), dtype=np.float64))[0]
-        metrics.SERVED_ROWS.labels(name, chosen).inc()
+        self._count(name, chosen, 1)
         return chosen
 
     def shadow(self, model: str, rows: np.ndarray, scores: Any) -> None:
@@ -325,7 +378,7 @@ class Traffic:
         for name, result in zip(names, results, strict=True):
             for i, s, c in zip(groups[name], result.scores, result.cached, strict=True):
                 scores[i], cached[i] = s, c
-            metrics.SERVED_ROWS.labels(model.name, name).inc(len(groups[name]))
+            self._count(model.name, name, len(groups[name]))
             self.shadow(name, matrix[groups[name]], result.scores)
         main = max(names, key=lambda n: len(groups[n]))
         versions = {n: r.version for n, r in zip(names, results, strict=True)}

@@ -13,11 +13,10 @@
 
 from __future__ import annotations
 
-import json
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
+from services.stack.processes import free_port, http_status
 from tests.support.waiting import wait_until
 from winemeup.schema import SCHEMA
 
@@ -48,56 +48,39 @@ def wines(n: int, offset: int = 0) -> list[dict[str, Any]]:
 
 
 class SlowRunner:
-    """A stub runner on loopback: every ``/binary/predict`` sleeps ``delay`` seconds, answers 5.5."""
+    """:mod:`tests.support.slow_runner` in its own process: ``delay`` settable, ``calls`` counted."""
 
     def __init__(self) -> None:
-        self.delay = 0.02
-        self.calls = 0
-        stub = self
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.support.slow_runner", str(port)])
+        wait_until(lambda: http_status(self.url + "/readyz") == 200, 20, interval=0.05)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+    @property
+    def delay(self) -> float:
+        return self._delay
 
-            def _answer(self, body: bytes, content_type: str = "application/json") -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("X-Model-Version", "stub-1")
-                self.end_headers()
-                self.wfile.write(body)
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._delay = seconds
+        httpx.post(self.url + "/_delay", content=str(seconds).encode())
 
-            def do_GET(self) -> None:
-                self._answer(b'{"status":"ready"}')
+    @property
+    def calls(self) -> int:
+        return int(httpx.get(self.url + "/_calls").text)
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path == "/binary/predict":
-                    stub.calls += 1
-                    time.sleep(stub.delay)
-                    self._answer(np.full(len(body) // (8 * len(SCHEMA.names)), 5.5).tobytes(), "application/octet-stream")
-                else:
-                    self._answer(
-                        json.dumps({"name": "svr", "version": "stub-1", "framework": "stub"}).encode()
-                    )
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SlowRunner:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
 @pytest.fixture(scope="module")
 def slow_runner() -> Iterator[SlowRunner]:
-    with SlowRunner() as stub:
+    stub = SlowRunner()
+    try:
         yield stub
+    finally:
+        stub.stop()
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +230,8 @@ def test_a_ten_times_slower_shadow_changes_neither_answer_nor_p99(
     shed = metric_reader(text, "winemeup_router_shadow_shed_total", **labels)
     assert graded + shed >= 250 and graded > 0
     assert metric_reader(text, "winemeup_router_shadow_score_difference_count", **labels) == graded
+    (stats,) = client.get("/v1/traffic").json()["shadow_stats"]  # what the UI's Models tab shows
+    assert stats["rows"] == graded and 0 <= stats["grade_agreement"] <= 1
     assert _put(traffic_router, {"shadows": {}}).status_code == 200
 
 
