@@ -26,7 +26,16 @@ import aiohttp
 import numpy as np
 
 from benchmarks.inprocess import Memory, PredictTiming, process_memory, random_rows, time_paths
-from benchmarks.load import Result, batch_json, features_json, measure, predict_body
+from benchmarks.load import (
+    Result,
+    batch_json,
+    features_json,
+    measure,
+    predict_body,
+    v2_binary_pool,
+    v2_json_body,
+    wrk_pool,
+)
 from benchmarks.report import write_report
 from benchmarks.servers import BenchServers, store_has
 from benchmarks.settings import BenchSettings
@@ -44,7 +53,8 @@ class Scenario:
     baseline_name: str
     baseline: Result
     target: str
-    met: bool
+    met: bool | None
+    """None for a row shown for context, with no goal."""
 
 
 @dataclass
@@ -57,6 +67,9 @@ class ModelRow:
     runner: Result
     baseline: Result
     timings: dict[str, PredictTiming]
+    explain_ms: float = float("nan")
+    """Median time of one /v1/explain of a fresh wine through the inline router."""
+    explain_method: str = ""
 
 
 @dataclass
@@ -128,6 +141,61 @@ class Runner:
                 _scenario(f"cache miss, via runner, {conns} conns", ours, "BentoML depends", base, 2.0)
             )
         out.append(self._batch())
+        out += self.protocols_and_policies()
+        return out
+
+    def protocols_and_policies(self) -> list[Scenario]:
+        """V2 infer beside /v1, hits with the drift window on and off, a slow shadow on and off."""
+        out = []
+        inline = self.urls["inline"]
+        seed = self._baseline_miss()
+        logger.info("V2 infer, JSON and binary tensors")
+        ours = self._measure(inline + "/v2/models/lightgbm/infer", v2_json_body(vary=True), api_key=self.key)
+        out.append(
+            Scenario("V2 infer, JSON tensors, misses, inline", ours, "seed: FastAPI + Redis", seed, "", None)
+        )
+        header, pool = v2_binary_pool(200_000, seed=time.time_ns() % 2**31)
+        ours = wrk_pool(
+            inline + "/v2/models/lightgbm/infer",
+            header,
+            pool,
+            api_key=self.key,
+            connections=self.settings.connections,
+            seconds=self.settings.duration_seconds,
+        )
+        out.append(
+            Scenario(
+                "V2 infer, binary tensors, misses, inline", ours, "seed: FastAPI + Redis", seed, "", None
+            )
+        )
+        logger.info("cache hits with the drift window on and off")
+        hit = predict_body("lightgbm", vary=False)
+        off = self._measure(self.urls["nodrift"] + "/v1/predict", hit, api_key=self.key)
+        on = self._measure(inline + "/v1/predict", hit, api_key=self.key)
+        out.append(
+            Scenario(
+                "cache hit, inline, drift window on",
+                on,
+                "same, drift off",
+                off,
+                ">= 0.95x",
+                on.rps >= 0.95 * off.rps,
+            )
+        )
+        logger.info("runner misses with every one shadowed by a slow model")
+        miss = predict_body("lightgbm", vary=True)
+        plain = self._measure(self.urls["routed"] + "/v1/predict", miss, api_key=self.key)
+        shadowed = self._measure(self.urls["shadowed"] + "/v1/predict", miss, api_key=self.key)
+        out.append(
+            Scenario(
+                "cache miss via runner, 100 % shadowed by extra trees (framework, ~12 ms/row)",
+                shadowed,
+                "same, no shadow",
+                plain,
+                "p99 <= 1.25x + 1 ms",
+                shadowed.p99_ms <= 1.25 * plain.p99_ms + 1.0,
+            )
+        )
         return out
 
     def _batch(self) -> Scenario:
@@ -162,7 +230,32 @@ class Runner:
         inline = self._measure(self.urls["inline"] + "/v1/predict", body, api_key=self.key, seconds=seconds)
         runner = self._measure(self.urls["routed"] + "/v1/predict", body, api_key=self.key, seconds=seconds)
         timings = time_paths(name, self.servers.store, seed=time.time_ns() % 2**31)
-        return ModelRow(name, serving_path, inline, runner, baseline, timings)
+        explain_ms, method = self._explain_latency(name)
+        return ModelRow(name, serving_path, inline, runner, baseline, timings, explain_ms, method)
+
+    def _explain_latency(self, name: str, count: int = 5) -> tuple[float, str]:
+        """Median wall time of /v1/explain for fresh random wines (the first call, which loads
+        the framework, is not counted)."""
+        import httpx
+
+        from winemeup.schema import SCHEMA
+
+        rows = random_rows(count + 1, seed=time.time_ns() % 2**31)
+        timings, method = [], ""
+        with httpx.Client(
+            base_url=self.urls["inline"], headers={"X-API-Key": self.key}, timeout=120
+        ) as client:
+            for i, row in enumerate(rows):
+                features = SCHEMA.decode(row)
+                started = time.perf_counter()
+                answer = client.post("/v1/explain", json={"features": features, "model": name})
+                elapsed = time.perf_counter() - started
+                if answer.status_code != 200:
+                    return float("nan"), f"HTTP {answer.status_code}: {answer.text[:80]}"
+                method = answer.json().get("method", "")
+                if i:
+                    timings.append(elapsed * 1e3)
+        return float(np.median(timings)), method
 
 
 def _scenario(

@@ -13,11 +13,16 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from services.stack.processes import REPO_ROOT
 from winemeup.schema import SCHEMA
 
 LUA = REPO_ROOT / "benchmarks" / "wrk" / "post.lua"
+POOL_LUA = REPO_ROOT / "benchmarks" / "wrk" / "pool.lua"
 
 RANDOM_RANGES: dict[str, tuple[float, float]] = {
     "fixed_acidity": (5.5, 10.5),
@@ -81,29 +86,93 @@ def batch_json(rows: int, model: str | None = None) -> str:
     return '{"instances": [' + ",".join([features_json(vary=True)] * rows) + "]" + named + "}"
 
 
+def v2_json_body(vary: bool) -> str:
+    """An Open Inference Protocol infer body, one input per feature (the column layout)."""
+    features = json.loads(features_json(vary=False))
+    inputs = []
+    for f in SCHEMA.features:
+        value: object = features[f.name]
+        if vary and f.name in RANDOM_RANGES:
+            low, high = RANDOM_RANGES[f.name]
+            value = f"__R:{low}:{high}__"
+        datatype = "BYTES" if f.kind == "category" else "FP64"
+        inputs.append({"name": f.name, "datatype": datatype, "shape": [1], "data": [value]})
+    text = json.dumps({"inputs": inputs, "outputs": [{"name": "score"}, {"name": "quality"}]})
+    for low, high in RANDOM_RANGES.values():
+        text = text.replace(f'"__R:{low}:{high}__"', f"%R:{low}:{high}%")
+    return text
+
+
+def v2_binary_pool(rows: int, seed: int) -> tuple[bytes, bytes]:
+    """The JSON header of a binary infer request (one ``features`` row, FP64) and ``rows`` random rows.
+
+    The protocol's matrix layout codes wine_type 0 for red.
+    """
+    rng = np.random.default_rng(seed)
+    matrix = np.tile(np.asarray(SCHEMA.encode(SCHEMA.example()), dtype="<f8"), (rows, 1))
+    for i, name in enumerate(SCHEMA.names):
+        if name in RANDOM_RANGES:
+            low, high = RANDOM_RANGES[name]
+            matrix[:, i] = rng.uniform(low, high, size=rows)
+    matrix[:, SCHEMA.names.index("wine_type")] = 0.0
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "features", "datatype": "FP64", "shape": [1, len(SCHEMA)],
+                 "parameters": {"binary_data_size": 8 * len(SCHEMA)}}
+            ],
+            "outputs": [{"name": "score", "parameters": {"binary_data": True}},
+                        {"name": "quality", "parameters": {"binary_data": True}}],
+        }
+    ).encode()  # fmt: skip
+    return header, matrix.tobytes()
+
+
+def _run_wrk(url: str, script: Path, env: dict[str, str], connections: int, seconds: int) -> dict[str, Any]:
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=seconds + 60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"wrk against {url} failed ({done.returncode}): {done.stderr.strip() or done.stdout[-500:]}"
+        )
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def wrk_pool(url: str, header: bytes, pool: bytes, *, api_key: str, connections: int, seconds: int) -> Result:
+    """Run wrk POSTing ``header`` plus one row of ``pool`` per request (binary tensor data)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "header").write_bytes(header)
+        (Path(tmp) / "pool").write_bytes(pool)
+        env = {
+            "WRK_HEADER_FILE": str(Path(tmp) / "header"),
+            "WRK_POOL_FILE": str(Path(tmp) / "pool"),
+            "WRK_ROW_BYTES": str(8 * len(SCHEMA)),
+            "WRK_API_KEY": api_key,
+        }
+        return _result(_run_wrk(url, POOL_LUA, env, connections, seconds), rows=1)
+
+
 def wrk(url: str, body: str, *, api_key: str = "", connections: int, seconds: int, rows: int = 1) -> Result:
     """Run wrk (one thread) against ``url``, POSTing ``body``."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         fh.write(body)
         body_file = fh.name
     try:
-        env = {
-            **os.environ,
-            "WRK_BODY_FILE": body_file,
-            "WRK_API_KEY": api_key,
-            "WRK_SEED": str(time.time_ns() % 2**31),
-        }
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), url],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=seconds + 60,
-            check=True,
-        ).stdout
+        env = {"WRK_BODY_FILE": body_file, "WRK_API_KEY": api_key, "WRK_SEED": str(time.time_ns() % 2**31)}
+        figures = _run_wrk(url, LUA, env, connections, seconds)
     finally:
         os.unlink(body_file)
-    figures = json.loads(out.strip().splitlines()[-1])
+    return _result(figures, rows)
+
+
+def _result(figures: dict[str, Any], rows: int) -> Result:
     errors = sum(
         figures[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
     )

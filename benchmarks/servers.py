@@ -39,6 +39,7 @@ class BenchServers:
         self.api_key = "bench-" + secrets.token_urlsafe(12)
         self.urls: dict[str, str] = {}
         self.runner_urls: dict[str, str] = {}
+        self.runner_urls_slow: dict[str, str] = {}
 
     def _proc(self, name: str, argv: list[str], env: dict[str, str], ready_url: str) -> ManagedProcess:
         proc = ManagedProcess(
@@ -56,7 +57,8 @@ class BenchServers:
         """Start every server; ``urls`` and ``runner_urls`` then hold their base URLs."""
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.logs.mkdir(parents=True)
-        ports = {role: free_port() for role in ("redis", "inline", "routed", "fastapi", "gateway", "empty")}
+        roles = ("redis", "inline", "routed", "fastapi", "gateway", "empty", "nodrift", "shadowed", "slow")
+        ports = {role: free_port() for role in roles}
         self.urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
         redis_url = self._start_redis(ports["redis"])
         for model in self.models:
@@ -65,11 +67,26 @@ class BenchServers:
             self.runner_urls[model] = f"http://127.0.0.1:{port}"
         self.procs.extend(self.runners.values())
         start_all(list(self.runners.values()))
+        # The shadow target: extra trees through scikit-learn's own predict, about 12 ms a row.
+        slow = runner_process(
+            "extra_trees",
+            ports["slow"],
+            self.store,
+            self.run_dir / "slow",
+            env={"WINEMEUP_RUNNER_SERVING_PATH": "framework"},
+            ready_timeout=240,
+        )
+        self.procs.append(slow)
+        self.runner_urls_slow = {"lightgbm": self.runner_urls["lightgbm"], "extra_trees": self.urls["slow"]}
         routers = [
             self._router("inline", ports["inline"], redis_url),
             self._router("routed", ports["routed"], redis_url),
+            self._router("nodrift", ports["nodrift"], redis_url),
         ]
-        start_all([*routers, self._fastapi(ports["fastapi"], redis_url), self._gateway(ports["gateway"])])
+        start_all(
+            [slow, *routers, self._fastapi(ports["fastapi"], redis_url), self._gateway(ports["gateway"])]
+        )
+        start_all([self._router("shadowed", ports["shadowed"], redis_url)])
         self._start_empty_runner(ports["empty"])
 
     def _start_redis(self, port: int) -> str:
@@ -96,13 +113,24 @@ class BenchServers:
             "WINEMEUP_ROUTER_INLINE_THREADS": str(self.settings.batch_threads),
             "WINEMEUP_ROUTER_PORT": str(port),
         }
-        if role == "inline":
+        if role in ("inline", "nodrift"):
             env["WINEMEUP_ROUTER_PLACEMENT"] = "inline"
         else:
             env["WINEMEUP_ROUTER_PLACEMENT"] = "runner"
             env["WINEMEUP_ROUTER_RUNNER_URLS"] = json.dumps(self.runner_urls)
-        name = "router-inline" if role == "inline" else "router-runner"
-        return self._proc(name, [sys.executable, "-m", "services.router"], env, self.urls[role] + "/readyz")
+        if role == "nodrift":
+            env["WINEMEUP_ROUTER_MODELS"] = "lightgbm"
+            env["WINEMEUP_ROUTER_DRIFT_ENABLED"] = "false"
+        if role == "shadowed":
+            # Every LightGBM miss is also scored, after the answer, by the slow extra trees.
+            env["WINEMEUP_ROUTER_MODELS"] = "lightgbm,extra_trees"
+            env["WINEMEUP_ROUTER_RUNNER_URLS"] = json.dumps(self.runner_urls_slow)
+            env["WINEMEUP_ROUTER_SHADOWS"] = json.dumps(
+                {"lightgbm": {"target": "extra_trees", "fraction": 1.0}}
+            )
+        return self._proc(
+            f"router-{role}", [sys.executable, "-m", "services.router"], env, self.urls[role] + "/readyz"
+        )
 
     def _fastapi(self, port: int, redis_url: str) -> ManagedProcess:
         argv = [sys.executable, "-m", "uvicorn", "benchmarks.baseline_fastapi:app", "--port", str(port)]

@@ -93,7 +93,8 @@ class Predictor:
             self._misses.inc()
             if served != version:  # the model reported a new version: store under its keys
                 key = self.keys_of(model.name, served).key(row)
-            await self.cache.set_many(((key, score),))
+            # After answering, like a batch's scores: the near tier is filled before this returns.
+            await self._store_batch([(key, score)])
         return score, served, False
 
     async def predict_many(self, model: ServedModel, matrix: np.ndarray) -> BatchResult:

@@ -8,6 +8,7 @@ restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -41,6 +42,11 @@ for i = 0, n - 1 do
 end
 return n
 """
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RedisCache(PredictionCache):
@@ -79,6 +85,10 @@ class RedisCache(PredictionCache):
         # packings and N reply parses in Python, about 40 µs per row.
         self._set_batch = self.bulk.register_script(_SET_BATCH_LUA)
         self._bypass_until = 0.0
+        self._get_queue: list[tuple[bytes, asyncio.Future[float | None]]] = []
+        self._set_queue: list[tuple[bytes, float]] = []
+        self._set_done: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         self._log = RateLimitedLog(logger)
         self._auth_error: type[BaseException] = redis.AuthenticationError
         self._errors = metrics.CACHE_ERRORS.labels(self.backend)
@@ -118,17 +128,58 @@ class RedisCache(PredictionCache):
         return [unpack_score(v) for v in values]
 
     async def get(self, key: bytes) -> float | None:
+        """One key's score. Lookups made in the same event-loop turn go out as one MGET."""
         if self.bypassed:
             return None
+        loop = asyncio.get_running_loop()
+        if not self._get_queue:
+            loop.call_soon(self._flush_gets)
+        future: asyncio.Future[float | None] = loop.create_future()
+        self._get_queue.append((key, future))
+        return await future
+
+    def _flush_gets(self) -> None:
+        queued, self._get_queue = self._get_queue, []
+        task = asyncio.ensure_future(self._answer_gets(queued))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_gets(self, queued: list[tuple[bytes, asyncio.Future[float | None]]]) -> None:
+        keys = [key for key, _ in queued]
         try:
-            value = await self.client.get(key)
+            values = await (self.client.get(keys[0]) if len(keys) == 1 else self.client.mget(keys))
         except Exception as e:
             self._failed("get", e)
-            return None
-        return unpack_score(value)
+            values = [None] * len(keys) if len(keys) > 1 else None
+        if len(keys) == 1:
+            values = [values]
+        for (_, future), value in zip(queued, values, strict=True):
+            if not future.done():
+                future.set_result(unpack_score(value))
 
     def set_many(self, items: Sequence[tuple[bytes, float]]) -> Awaitable[None]:
-        return self._set_many(items)
+        """Store scores; single-score writes made in the same event-loop turn go out as one call.
+
+        Profiled under 4 concurrent misses, redis-py's per-command cost (packing, the pool, the
+        retry wrapper, one write and one read each) was a quarter of the router's CPU time.
+        """
+        if len(items) != 1 or self.bypassed:
+            return self._set_many(items)
+        loop = asyncio.get_running_loop()
+        if self._set_done is None:
+            self._set_done = loop.create_future()
+            loop.call_soon(self._flush_sets)
+        self._set_queue.append(items[0])
+        return self._set_done
+
+    def _flush_sets(self) -> None:
+        queued, self._set_queue = self._set_queue, []
+        done, self._set_done = self._set_done, None
+        task = asyncio.ensure_future(self._set_many(queued))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if done is not None:
+            task.add_done_callback(lambda _: _resolve(done))
 
     async def _set_many(self, items: Sequence[tuple[bytes, float]]) -> None:
         if not items or self.bypassed:
