@@ -23,6 +23,7 @@ lock = threading.Lock()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real runners
+
     def log_message(self, *args: object) -> None:
         pass
 
