@@ -188,7 +188,7 @@ class Runner:
         shadowed = self._measure(self.urls["shadowed"] + "/v1/predict", miss, api_key=self.key)
         out.append(
             Scenario(
-                "cache miss via runner, 100 % shadowed by extra trees (framework, ~12 ms/row)",
+                "cache miss via runner, 100 % shadowed by the SVR (framework, >10x slower)",
                 shadowed,
                 "same, no shadow",
                 plain,
