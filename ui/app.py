@@ -565,8 +565,9 @@ def main() -> None:
         guarded(render_batch, client, overview, settings)
     with models_tab:
         guarded(render_models, overview)
-        guarded(render_traffic, client)
-        guarded(render_drift, client)
+        if overview is not None:  # otherwise the router's error is already shown, once, above
+            guarded(render_traffic, client)
+            guarded(render_drift, client)
 
 
 if __name__ == "__main__":
