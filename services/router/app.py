@@ -46,6 +46,7 @@ from services.router.registry import ModelRegistry
 from services.router.settings import RouterSettings
 from services.router.traffic import Traffic
 from services.router.v2 import Answer, OpenInference, match, protocol_error
+from services.router.v2_intervals import interval_outputs
 from services.router.validation import (
     parse_batch,
     parse_batch_request,
@@ -147,6 +148,7 @@ class Router:
         self.predictor: Predictor | None = None
         self.traffic: Traffic | None = None
         self.v2 = OpenInference(self)
+        self.v2.add_outputs(interval_outputs(lambda *a: self._insight().intervals(*a)))
         self.routes = [
             Route(
                 "POST",

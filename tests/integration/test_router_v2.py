@@ -129,7 +129,13 @@ def test_model_metadata_names_inputs_outputs_and_members(
 ) -> None:
     meta = client.get_model_metadata("lightgbm", headers=dict(headers))
     assert [i["name"] for i in meta["inputs"]] == SCHEMA.names
-    assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {"score": "FP64", "quality": "INT32"}
+    # interval_low/high are sent only when asked (parameter "interval" or by name).
+    assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {
+        "score": "FP64",
+        "quality": "INT32",
+        "interval_low": "FP64",
+        "interval_high": "FP64",
+    }
     assert meta["parameters"]["alternative_input"]["shape"] == [-1, 12]
     version = meta["versions"][0]
     assert client.get_model_metadata("lightgbm", version, headers=dict(headers))["versions"] == [version]
@@ -242,3 +248,43 @@ def test_v2_counts_in_the_same_metrics(v2_router: Any, client: triton.InferenceS
     text = httpx.get(v2_router.url + "/metrics").text
     assert 'route="/v2/models/{name}/infer",status_class="2xx"' in text
     assert 'winemeup_router_request_duration_seconds_count{model="lightgbm",placement="inline"}' in text
+
+
+def test_intervals_are_extra_outputs_when_asked(
+    v2_router: Any, client: triton.InferenceServerClient, headers: dict[str, str]
+) -> None:
+    """The same bounds as /v1's ``"interval"``, asked by parameter or by naming the outputs."""
+    by_parameter = client.infer(
+        "lightgbm", column_inputs(WINES, True), parameters={"interval": 0.8}, headers=dict(headers)
+    )
+    low, high = by_parameter.as_numpy("interval_low"), by_parameter.as_numpy("interval_high")
+    scores = by_parameter.as_numpy("score")
+    assert low.shape == high.shape == (3,) and np.all(low < scores) and np.all(scores < high)
+    v1 = httpx.post(
+        v2_router.url + "/v1/predict/batch",
+        json={"instances": WINES, "model": "lightgbm", "interval": 0.8},
+        headers=v2_router.headers(),
+        timeout=30,
+    ).json()["predictions"]
+    assert low.tolist() == pytest.approx([p["interval"]["low"] for p in v1], abs=1e-12)
+    assert high.tolist() == pytest.approx([p["interval"]["high"] for p in v1], abs=1e-12)
+
+    named = client.infer(
+        "lightgbm",
+        [matrix_input(WINES, False)],
+        outputs=[triton.InferRequestedOutput("interval_high", binary_data=False)],
+        headers=dict(headers),
+    )
+    assert named.as_numpy("score") is None
+    wider = named.as_numpy("interval_high")  # 0.9 when no level is given
+    assert np.all(wider >= high)
+    # Without the parameter nothing extra is computed or sent.
+    plain = client.infer("lightgbm", column_inputs(WINES, True), headers=dict(headers))
+    assert plain.as_numpy("interval_low") is None
+
+    error = _error(
+        lambda: client.infer(
+            "lightgbm", column_inputs(WINES, True), parameters={"interval": 0.5}, headers=dict(headers)
+        )
+    )
+    assert error.status() == "422" and "0.5" in error.message()

@@ -39,6 +39,7 @@ LAYERS = [
     "predictor",
     "traffic",
     "v2",
+    "v2_intervals",
     "openapi",
     "components",
     # the HTTP adapter and the process
