@@ -258,7 +258,7 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 {{- $resources := $defaults.resources }}
 {{- if $own.resources }}{{ $resources = $own.resources }}{{ end }}
 {{- $scheduling := dict }}
-{{- range $key := list "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" }}
+{{- range $key := list "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" "priorityClassName" }}
 {{- $_ := set $scheduling $key ((index $own $key) | default (index $defaults $key)) }}
 {{- end }}
 {{- toYaml (dict "image" $image "autoscaling" $autoscaling "resources" $resources "replicas" $own.replicas "scheduling" $scheduling "modelUri" ($own.modelUri | default "") "modelSha256" ($own.modelSha256 | default "")) }}
