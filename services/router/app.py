@@ -368,11 +368,19 @@ class Router:
         if media != JSON:
             shown = media.decode(errors="replace") or "none"
             raise UnsupportedMediaType(f"send the body as application/json (got content type {shown})")
+        return await self.read_body(request)
+
+    async def read_body(self, request: Request) -> bytes:
+        """The raw body, uncompressed and within ``max_body_bytes`` (415 and 413 otherwise).
+
+        The /v1 routes and the Open Inference Protocol routes read their bodies here.
+        """
+        headers = request.headers
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding not in (b"identity", b""):
             shown = encoding.decode(errors="replace")
             raise UnsupportedContentEncoding(
-                f"Content-Encoding {shown} is not supported: send the JSON body uncompressed"
+                f"Content-Encoding {shown} is not supported: send the body uncompressed"
             )
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:

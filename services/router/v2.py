@@ -73,7 +73,10 @@ class _Server(Protocol):
 
     registry: ModelRegistry | None
     traffic: Traffic | None
-    _max_body: int
+
+    async def read_body(self, request: Any) -> bytes:
+        """The raw body, uncompressed and within the size limit (ApiError 415/413 otherwise)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -177,25 +180,6 @@ class OpenInference:
             )
         return served
 
-    async def _body(self, request: _Request) -> bytes:
-        encoding = request.headers.get(b"content-encoding", b"identity").strip().lower()
-        if encoding not in (b"identity", b""):
-            raise ProtocolError(f"Content-Encoding {encoding.decode(errors='replace')} is not supported")
-        limit = self.server._max_body
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await request.receive()
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise ProtocolError(f"the body exceeds {limit} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
     @staticmethod
     def _json(doc: Any, status: int = 200) -> Answer:
         return Answer(status, orjson.dumps(doc))
@@ -251,7 +235,8 @@ class OpenInference:
             await self._version(request, model)
         header = request.headers.get(_HEADER_LENGTH)
         names = tuple(n for extra in self.extras for n in extra.names)
-        decoded = parse_infer(await self._body(request), header.decode() if header else None, names)
+        body = await self.server.read_body(request)
+        decoded = parse_infer(body, header.decode() if header else None, names)
         rows = decoded.rows
         metrics.BATCH_ROWS.observe(rows.shape[0])
         traffic = self.server.traffic
