@@ -148,7 +148,13 @@ class Router:
         self.predictor: Predictor | None = None
         self.traffic: Traffic | None = None
         self.v2 = OpenInference(self)
-        self.v2.add_outputs(interval_outputs(lambda *a: self._insight().intervals(*a)))
+        self.v2.add_outputs(
+            interval_outputs(
+                lambda c, level: self._intervals(
+                    c.served_by, c.version, c.scores, c.rows, level, c.models, c.versions
+                )
+            )
+        )
         self.routes = [
             Route(
                 "POST",
@@ -467,8 +473,14 @@ class Router:
             for p, m in zip(predictions, result.models, strict=True):
                 p["model"], p["model_version"] = m, result.versions[m]
         if level is not None:
-            lows, highs = await self._insight().intervals(
-                model, result.version, np.asarray(result.scores), matrix, level
+            lows, highs = await self._intervals(
+                result.model,
+                result.version,
+                np.asarray(result.scores),
+                matrix,
+                level,
+                result.models,
+                result.versions,
             )
             for p, low, high in zip(predictions, lows.tolist(), highs.tolist(), strict=True):
                 p["interval"] = {"level": level, "low": low, "high": high}
@@ -480,6 +492,31 @@ class Router:
                 {"model": result.model, "model_version": result.version, "predictions": predictions}
             ),
         )
+
+    async def _intervals(
+        self,
+        served_by: str,
+        version: str,
+        scores: np.ndarray,
+        rows: np.ndarray,
+        level: float,
+        models: list[str] | None = None,
+        versions: dict[str, str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Interval bounds of each row from the calibration of the model version that served it
+        (a canary split may have spread the rows over several models)."""
+        assert self.registry is not None
+        insight = self._insight()
+        if models is None or versions is None:
+            return await insight.intervals(self.registry.resolve(served_by), version, scores, rows, level)
+        low, high = np.empty(len(scores)), np.empty(len(scores))
+        names = np.asarray(models)
+        for name in dict.fromkeys(models):
+            at = np.flatnonzero(names == name)
+            low[at], high[at] = await insight.intervals(
+                self.registry.resolve(name), versions[name], scores[at], rows[at], level
+            )
+        return low, high
 
     def _insight(self) -> ModelInsight:
         assert self.components is not None and self.components.insight is not None

@@ -88,6 +88,12 @@ class InferContext:
     version: str
     rows: np.ndarray
     scores: np.ndarray
+    served_by: str = ""
+    """The model that served the rows (the one serving most of them when a split spread them)."""
+    models: list[str] | None = None
+    """The model of each row, when a split spread the rows over more than one model."""
+    versions: dict[str, str] | None = None
+    """The version of each model in ``models``."""
 
 
 @dataclass(frozen=True)
@@ -244,14 +250,17 @@ class OpenInference:
         if pinned:  # a named version is that model's own answer, never a canary's
             plain = await traffic.predictor.predict_many(model, rows)
             scores, version, served_by = plain.scores, plain.version, model.name
+            models, versions = None, None
             parameters: dict[str, Any] = {}
         else:
             routed = await traffic.predict_many(model, rows)
             scores, version, served_by = routed.scores, routed.version, routed.model
+            models, versions = routed.models, routed.versions
             parameters = {"served_by": routed.models} if routed.models else {}
         score_array = np.asarray(scores, dtype=np.float64)
         quality = np.array([quality_grade(s) for s in scores], dtype=np.int32)
-        extra_values = await self._extras(decoded, model, version, rows, score_array)
+        context = InferContext(decoded, model, version, rows, score_array, served_by, models, versions)
+        extra_values = await self._extras(decoded, context)
         if served_by != model.name:
             parameters["model"] = served_by
         body, json_length = encode_infer(
@@ -262,7 +271,7 @@ class OpenInference:
         return Answer(200, body, b"application/octet-stream", [(_HEADER_LENGTH, str(json_length).encode())])
 
     async def _extras(
-        self, decoded: InferRequest, model: ServedModel, version: str, rows: np.ndarray, scores: np.ndarray
+        self, decoded: InferRequest, context: InferContext
     ) -> dict[str, tuple[str, np.ndarray]]:
         values: dict[str, tuple[str, np.ndarray]] = {}
         requested = {o.name for o in decoded.outputs}
@@ -271,7 +280,7 @@ class OpenInference:
             wanted = not decoded.outputs_named and extra.wanted(decoded)
             if not (asked or wanted):
                 continue
-            values.update(await extra.compute(InferContext(decoded, model, version, rows, scores)))
+            values.update(await extra.compute(context))
             if wanted:
                 binary = any(o.binary for o in decoded.outputs)
                 decoded.outputs.extend(RequestedOutput(n, binary) for n in extra.names if n not in requested)

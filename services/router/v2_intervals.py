@@ -9,7 +9,6 @@ stored without calibration answers 409 naming it, an uncalibrated level 422.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 import numpy as np
 
@@ -19,8 +18,9 @@ from services.router.v2 import ExtraOutputs, InferContext
 OUTPUTS = ("interval_low", "interval_high")
 DEFAULT_LEVEL = 0.9
 
-IntervalsOf = Callable[[Any, str, np.ndarray, np.ndarray, float], Awaitable[tuple[np.ndarray, np.ndarray]]]
-"""``(model, version, scores, rows, level) -> (low, high)``: the router's calibrated intervals."""
+IntervalsOf = Callable[[InferContext, float], Awaitable[tuple[np.ndarray, np.ndarray]]]
+"""``(context, level) -> (low, high)``: the router's calibrated intervals, each row's from the
+model that served it."""
 
 
 def requested_level(request: InferRequest) -> float:
@@ -38,7 +38,7 @@ def interval_outputs(intervals_of: IntervalsOf) -> ExtraOutputs:
 
     async def compute(context: InferContext) -> Mapping[str, tuple[str, np.ndarray]]:
         level = requested_level(context.request)
-        low, high = await intervals_of(context.model, context.version, context.scores, context.rows, level)
+        low, high = await intervals_of(context, level)
         return {"interval_low": ("FP64", np.asarray(low)), "interval_high": ("FP64", np.asarray(high))}
 
     return ExtraOutputs(

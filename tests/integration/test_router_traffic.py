@@ -163,6 +163,26 @@ def test_a_90_10_split_is_sticky_and_shares_10_percent(
     )
 
 
+def test_intervals_come_from_the_model_that_served_each_row(
+    traffic_router: Any, client: httpx.Client
+) -> None:
+    """A split spreads a batch over two models: each row's interval is its own model's."""
+    assert _put(traffic_router, {"splits": {"lightgbm": {"lightgbm": 50, "xgboost": 50}}}).status_code == 200
+    try:
+        sample = wines(30, offset=5_000)
+        r = client.post("/v1/predict/batch", json={"instances": sample, "interval": 0.8})
+        assert r.status_code == 200, r.text
+        batch = r.json()["predictions"]
+        assert {p["model"] for p in batch} == {"lightgbm", "xgboost"}
+        for wine, p in zip(sample, batch, strict=True):
+            # A single predict of the same wine is split the same way (sticky).
+            one = client.post("/v1/predict", json={"features": wine, "interval": 0.8}).json()
+            assert one["model"] == p["model"]
+            assert p["interval"] == pytest.approx(one["interval"], abs=1e-12)
+    finally:
+        _put(traffic_router, {"splits": {}})
+
+
 @pytest.mark.parametrize(
     ("doc", "field"),
     [
