@@ -141,6 +141,7 @@ def build_models(s: RouterSettings, session: Any) -> list[ServedModel]:
                     s.health_interval_seconds,
                     loader=loader,
                     loop_max_seconds=s.inline_loop_max_seconds,
+                    store=s.model_store,
                 )
             )
     return models
@@ -170,7 +171,7 @@ def build(s: RouterSettings) -> Components:
         build_cache(s),
         registry,
         session,
-        ModelInsight(s.model_store, s.runner_timeout_seconds),
+        ModelInsight(s.runner_timeout_seconds),
         Explainer(build_explanation_cache(s), s.explain_timeout_seconds),
         DriftMonitor(s.drift_window_rows, s.drift_interval_seconds, s.drift_psi_threshold, s.drift_enabled),
     )

@@ -12,7 +12,6 @@ Knows models, cache keys and errors; not HTTP routes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
 import time
@@ -21,16 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from services.router import metrics
 from services.router.cache_keys import KEY_PREFIX, KeyMaker
-from services.router.errors import ModelUnavailable, NotExplainable
 from services.router.lru import MemoryLRU
-from services.router.model_insight import runner_call
-from services.router.models import InlineModel, RunnerModel, ServedModel
+from services.router.models import ServedModel
 from services.router.rate_limited_log import RateLimitedLog
-from winemeup.runtimes import ExplainUnavailable, Explanation
+from winemeup.runtimes import Explanation
 from winemeup.schema import SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -197,39 +193,7 @@ class Explainer:
 
     async def _compute(self, model: ServedModel, rows: np.ndarray) -> tuple[str, Explanation]:
         """(version, explanation) of rows, from the model in this process or its runner."""
-        if isinstance(model, InlineModel):
-            runtime = model.runtime
-            if runtime is None:
-                await model.ensure_ready()
-                runtime = model.runtime
-            try:
-                explanation = await asyncio.to_thread(runtime.explain, rows)
-            except ExplainUnavailable as e:
-                raise NotExplainable(f"model {model.name} cannot be explained here: {e}") from e
-            return runtime.info.version, explanation
-        if isinstance(model, RunnerModel):
-            payload = orjson.dumps({"rows": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
-            status, answer = await runner_call(model, "/explain", payload, self.timeout)
-            if status == 422:
-                reason = answer.get("error", "") if isinstance(answer, dict) else ""
-                raise NotExplainable(f"model {model.name} cannot be explained by its runner: {reason}")
-            if status != 200 or not isinstance(answer, dict):
-                raise ModelUnavailable(model.name, f"runner /explain answered HTTP {status}")
-            try:
-                explanation = Explanation(
-                    str(answer["method"]),
-                    np.asarray(answer["base"], dtype=np.float64),
-                    np.asarray(answer["contributions"], dtype=np.float64).reshape(-1, _WIDTH),
-                    np.asarray(answer["scores"], dtype=np.float64),
-                )
-            except (KeyError, TypeError, ValueError) as e:
-                raise ModelUnavailable(model.name, f"runner /explain answered a malformed body: {e}") from e
-            if explanation.scores.shape[0] != rows.shape[0]:
-                raise ModelUnavailable(model.name, "runner /explain answered the wrong number of rows")
-            return str(answer.get("model_version", "")), explanation
-        raise NotExplainable(
-            f"model {model.name} is a {type(model).__name__}, which has no per-feature explanation"
-        )
+        return await model.explain(rows, self.timeout)
 
 
 _NAMES = tuple(SCHEMA.names)

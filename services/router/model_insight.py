@@ -11,21 +11,15 @@ Knows models and errors, not HTTP routes or cache keys.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from services.router.errors import ModelUnavailable, NoCalibration, UnsupportedIntervalLevel
-from services.router.models import InlineModel, RunnerModel, ServedModel
+from services.router.errors import NoCalibration, UnsupportedIntervalLevel
+from services.router.models import ServedModel
 from winemeup.insight import (
-    DRIFT_REFERENCE_FILE,
-    INTERVALS_FILE,
     DriftReference,
     InsightError,
     Intervals,
@@ -49,34 +43,6 @@ class InsightDocuments:
     """Why the intervals are missing or unreadable (for the 409)."""
 
 
-async def runner_call(model: RunnerModel, route: str, payload: bytes, deadline: float) -> tuple[int, Any]:
-    """POST JSON to ``route`` of a model's runner: (HTTP status, decoded body); 503 when unreachable.
-
-    Unlike the predict path, a failure here does not mark the runner down: an explanation or
-    an insight read is slower and rarer than a predict, and the probe owns the runner's status.
-    """
-    import aiohttp
-
-    client = model.client
-    try:
-        async with client.session.post(
-            client.base_url + route,
-            data=payload,
-            headers={"Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=deadline),
-        ) as resp:
-            body = await resp.read()
-            status = resp.status
-    except TimeoutError as e:
-        raise ModelUnavailable(model.name, f"runner {route} gave no answer within {deadline:g}s") from e
-    except aiohttp.ClientError as e:
-        raise ModelUnavailable(model.name, f"runner {route}: {type(e).__name__}: {e}") from e
-    try:
-        return status, orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise ModelUnavailable(model.name, f"runner {route} answered HTTP {status} without JSON") from e
-
-
 def _parse(name: str, version: str, intervals: Any, drift: Any, where: str) -> InsightDocuments:
     label = f"{name}:{version}"
     parsed_intervals: Intervals | None = None
@@ -96,19 +62,10 @@ def _parse(name: str, version: str, intervals: Any, drift: Any, where: str) -> I
     return InsightDocuments(version, parsed_intervals, reference, problem)
 
 
-def _read_version_dir(path: Path) -> tuple[Any, Any]:
-    documents = []
-    for relative in (INTERVALS_FILE, DRIFT_REFERENCE_FILE):
-        file = path / relative
-        documents.append(json.loads(file.read_text()) if file.is_file() else None)
-    return documents[0], documents[1]
-
-
 class ModelInsight:
     """Interval calibration and drift reference of each served model's current version."""
 
-    def __init__(self, store: Path | None, runner_timeout_seconds: float):
-        self.store = store
+    def __init__(self, runner_timeout_seconds: float):
         self.timeout = runner_timeout_seconds
         self._documents: dict[str, InsightDocuments] = {}
 
@@ -117,27 +74,10 @@ class ModelInsight:
         known = self._documents.get(model.name)
         if known is not None and known.version == version:
             return known
-        if isinstance(model, RunnerModel):
-            status, answer = await runner_call(model, "/insight", b"{}", self.timeout)
-            if status != 200 or not isinstance(answer, dict):
-                raise ModelUnavailable(model.name, f"runner /insight answered HTTP {status}")
-            version = str(answer.get("model_version", version))
-            found = _parse(
-                model.name, version, answer.get("intervals"), answer.get("drift_reference"), "its runner"
-            )
-        elif isinstance(model, InlineModel):
-            path = await asyncio.to_thread(self._version_dir, model.name, version)
-            intervals, drift = await asyncio.to_thread(_read_version_dir, path)
-            found = _parse(model.name, version, intervals, drift, str(path / INTERVALS_FILE))
-        else:
-            found = InsightDocuments(version, None, None, f"a {type(model).__name__} stores no calibration")
+        files = await model.insight(version, self.timeout)
+        found = _parse(model.name, files.version, files.intervals, files.drift_reference, files.where)
         self._documents[model.name] = found
         return found
-
-    def _version_dir(self, name: str, version: str) -> Path:
-        from winemeup.runtimes import bentoml_home, read_entry
-
-        return read_entry(self.store if self.store is not None else bentoml_home(), name, version).path
 
     async def intervals(
         self, model: ServedModel, version: str, scores: np.ndarray, rows: np.ndarray, level: float

@@ -21,13 +21,16 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
 from services.router import metrics
-from services.router.errors import ModelUnavailable
+from services.router.errors import ModelUnavailable, NotExplainable
+from winemeup.runtimes.base import ExplainUnavailable, Explanation
 from winemeup.schema import SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,16 @@ logger = logging.getLogger(__name__)
 READY = "ready"
 LOADING = "loading"
 UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class InsightFiles:
+    """The raw insight documents of one model version, and where they were looked for."""
+
+    version: str
+    intervals: Any
+    drift_reference: Any
+    where: str
 
 
 class ServedModel(ABC):
@@ -107,6 +120,16 @@ class ServedModel(ABC):
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:
         """Scores for an (n, 12) float64 matrix and the model version that produced them."""
 
+    async def explain(self, rows: np.ndarray, deadline: float) -> tuple[str, Explanation]:
+        """(version, per-feature contributions) of rows; :class:`NotExplainable` when it has none."""
+        raise NotExplainable(
+            f"model {self.name} is a {type(self).__name__}, which has no per-feature explanation"
+        )
+
+    async def insight(self, version: str, deadline: float) -> InsightFiles:
+        """The interval calibration and drift reference stored with ``version`` (None where absent)."""
+        return InsightFiles(version, None, None, f"a {type(self).__name__} stores no calibration")
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin background work (probes)."""
 
@@ -146,8 +169,11 @@ class InlineModel(ServedModel):
         retry_seconds: float,
         loader: Callable[[str], Any] | None = None,
         loop_max_seconds: float = 0.00025,
+        store: Path | None = None,
     ):
         super().__init__(name)
+        self.store = store
+        """The model store it loads from (None: BentoML's home), where its version's insight lives."""
         self.runtime: Any = None
         self.thread_min_rows = thread_min_rows
         self.loop_max_seconds = loop_max_seconds
@@ -156,6 +182,29 @@ class InlineModel(ServedModel):
         self._loader = loader
         self._load_task: asyncio.Task[None] | None = None
         self._failed_at = 0.0
+
+    async def explain(self, rows: np.ndarray, deadline: float) -> tuple[str, Explanation]:
+        if self.runtime is None:
+            await self.ensure_ready()
+        runtime = self.runtime
+        try:
+            explanation = await asyncio.to_thread(runtime.explain, rows)
+        except ExplainUnavailable as e:
+            raise NotExplainable(f"model {self.name} cannot be explained here: {e}") from e
+        return str(runtime.info.version), explanation
+
+    async def insight(self, version: str, deadline: float) -> InsightFiles:
+        from winemeup.insight import INTERVALS_FILE
+        from winemeup.runtimes import bentoml_home, read_entry
+
+        def read() -> InsightFiles:
+            path = read_entry(
+                self.store if self.store is not None else bentoml_home(), self.name, version
+            ).path
+            intervals, drift = _read_insight_files(path)
+            return InsightFiles(version, intervals, drift, str(path / INTERVALS_FILE))
+
+        return await asyncio.to_thread(read)
 
     def _load_blocking(self) -> Any:
         loader = self._loader
@@ -253,6 +302,16 @@ class RunnerUnreachable(Exception):
         self.timeout = timeout
 
 
+def _read_insight_files(path: Path) -> tuple[Any, Any]:
+    from winemeup.insight import DRIFT_REFERENCE_FILE, INTERVALS_FILE
+
+    documents = []
+    for relative in (INTERVALS_FILE, DRIFT_REFERENCE_FILE):
+        file = path / relative
+        documents.append(orjson.loads(file.read_bytes()) if file.is_file() else None)
+    return documents[0], documents[1]
+
+
 class RunnerClient:
     """HTTP client of one runner (the runner HTTP contract), over a shared aiohttp session."""
 
@@ -312,6 +371,31 @@ class RunnerClient:
         if not isinstance(answer, dict) or "version" not in answer:
             raise RunnerUnreachable("runner metadata lacks a version")
         return answer
+
+    async def post_json(self, route: str, payload: bytes, deadline: float) -> tuple[int, Any]:
+        """POST JSON to ``route``: (HTTP status, decoded body); RunnerUnreachable when no JSON comes back.
+
+        Unlike ``predict``, any status is returned: the caller reads the runner's error body.
+        """
+        import aiohttp
+
+        try:
+            async with self.session.post(
+                self.base_url + route,
+                data=payload,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=deadline),
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+        except TimeoutError as e:
+            raise RunnerUnreachable(f"{route} gave no answer within {deadline:g}s", timeout=True) from e
+        except aiohttp.ClientError as e:
+            raise RunnerUnreachable(f"{route}: {type(e).__name__}: {e}") from e
+        try:
+            return status, orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise RunnerUnreachable(f"{route} answered HTTP {status} without JSON") from e
 
     async def ready(self) -> bool:
         """True when ``GET /readyz`` answers 200."""
@@ -441,6 +525,42 @@ class RunnerModel(ServedModel):
             # The runner now serves another version: new cache keys from here on.
             self._set_identity(version, self.framework, self.labels, self.metadata)
         return scores, version
+
+    async def _post_json(self, route: str, payload: bytes, deadline: float) -> tuple[int, Any]:
+        # Unlike a predict, a failure here does not mark the runner down: an explanation or an
+        # insight read is slower and rarer than a predict, and the probe owns the runner's status.
+        try:
+            return await self.client.post_json(route, payload, deadline)
+        except RunnerUnreachable as e:
+            raise ModelUnavailable(self.name, f"runner {e}") from e
+
+    async def explain(self, rows: np.ndarray, deadline: float) -> tuple[str, Explanation]:
+        payload = orjson.dumps({"rows": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
+        status, answer = await self._post_json("/explain", payload, deadline)
+        if status == 422:
+            reason = answer.get("error", "") if isinstance(answer, dict) else ""
+            raise NotExplainable(f"model {self.name} cannot be explained by its runner: {reason}")
+        if status != 200 or not isinstance(answer, dict):
+            raise ModelUnavailable(self.name, f"runner /explain answered HTTP {status}")
+        try:
+            explanation = Explanation(
+                str(answer["method"]),
+                np.asarray(answer["base"], dtype=np.float64),
+                np.asarray(answer["contributions"], dtype=np.float64).reshape(-1, len(SCHEMA)),
+                np.asarray(answer["scores"], dtype=np.float64),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelUnavailable(self.name, f"runner /explain answered a malformed body: {e}") from e
+        if explanation.scores.shape[0] != rows.shape[0]:
+            raise ModelUnavailable(self.name, "runner /explain answered the wrong number of rows")
+        return str(answer.get("model_version", "")), explanation
+
+    async def insight(self, version: str, deadline: float) -> InsightFiles:
+        status, answer = await self._post_json("/insight", b"{}", deadline)
+        if status != 200 or not isinstance(answer, dict):
+            raise ModelUnavailable(self.name, f"runner /insight answered HTTP {status}")
+        served = str(answer.get("model_version", version))
+        return InsightFiles(served, answer.get("intervals"), answer.get("drift_reference"), "its runner")
 
     async def probe(self) -> None:
         """Check ``/readyz``; on success refresh the version from ``/metadata``."""
