@@ -13,10 +13,10 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from winemeup.api import BatchResponse, ErrorBody, ModelList, PredictResponse
 from winemeup.schema import FieldError
@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 
 # ---- errors -----------------------------------------------------------------------------------
+
+
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
+"""A response type declared in :mod:`winemeup.api`."""
 
 
 class RouterCallError(Exception):
@@ -208,6 +212,25 @@ class RouterClient:
             return parse_models(data)
         except ValidationError as e:
             raise self._malformed("/v1/models", data) from e
+
+    def fetch(
+        self,
+        answer: type[AnswerT],
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> AnswerT:
+        """Call a route and read its answer as the declared type (``winemeup.api``).
+
+        Router failures raise the same errors as :meth:`predict`; an answer that does not match
+        the type is a :class:`RouterResponseError`.
+        """
+        data, _ = self._call(method, path, body, model)
+        try:
+            return answer.model_validate(data)
+        except ValidationError as e:
+            raise self._malformed(path, data) from e
 
     # -- plumbing ---------------------------------------------------------------------------
 

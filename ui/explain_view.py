@@ -13,7 +13,6 @@ from typing import Any
 import altair as alt
 import pandas as pd
 import streamlit as st
-from pydantic import ValidationError
 
 from ui.client import RouterCallError, RouterClient
 from ui.inputs import input_label
@@ -27,11 +26,7 @@ INTERVAL_LEVEL = 0.9
 def explain(client: RouterClient, features: Mapping[str, Any], model: str | None) -> ExplainResponse:
     """``POST /v1/explain`` for one wine."""
     body: dict[str, Any] = {"features": dict(features), **({"model": model} if model else {})}
-    data, _ = client._call("POST", "/v1/explain", body, model)
-    try:
-        return ExplainResponse.model_validate(data)
-    except ValidationError as e:
-        raise client._malformed("/v1/explain", data) from e
+    return client.fetch(ExplainResponse, "POST", "/v1/explain", body, model)
 
 
 def interval(client: RouterClient, features: Mapping[str, Any], model: str | None) -> PredictResponse:
@@ -39,20 +34,12 @@ def interval(client: RouterClient, features: Mapping[str, Any], model: str | Non
     body: dict[str, Any] = {"features": dict(features), "interval": INTERVAL_LEVEL}
     if model:
         body["model"] = model
-    data, _ = client._call("POST", "/v1/predict", body, model)
-    try:
-        return PredictResponse.model_validate(data)
-    except ValidationError as e:
-        raise client._malformed("/v1/predict", data) from e
+    return client.fetch(PredictResponse, "POST", "/v1/predict", body, model)
 
 
 def drift(client: RouterClient) -> DriftReport:
     """``GET /v1/drift``."""
-    data, _ = client._call("GET", "/v1/drift", None, None)
-    try:
-        return DriftReport.model_validate(data)
-    except ValidationError as e:
-        raise client._malformed("/v1/drift", data) from e
+    return client.fetch(DriftReport, "GET", "/v1/drift")
 
 
 def waterfall_frame(answer: ExplainResponse) -> pd.DataFrame:

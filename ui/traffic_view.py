@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from pydantic import ValidationError
 
 from ui.client import RouterCallError, RouterClient
 from winemeup.api import ModelList, TrafficPolicies
@@ -16,11 +15,7 @@ from winemeup.api import ModelList, TrafficPolicies
 
 def fetch_traffic(client: RouterClient) -> TrafficPolicies:
     """``GET /v1/traffic``: the splits and shadows in force and this replica's figures."""
-    data, _ = client._call("GET", "/v1/traffic", None, None)
-    try:
-        return TrafficPolicies.model_validate(data)
-    except ValidationError as e:
-        raise client._malformed("/v1/traffic", data) from e
+    return client.fetch(TrafficPolicies, "GET", "/v1/traffic")
 
 
 def split_table(policies: TrafficPolicies) -> pd.DataFrame:
@@ -95,9 +90,8 @@ def render_traffic(client: RouterClient) -> None:
     """Ensembles, canary splits and shadows of the router, with this replica's figures."""
     try:
         policies = fetch_traffic(client)
-        data, _ = client._call("GET", "/v1/models", None, None)
-        models = ModelList.model_validate(data)
-    except (RouterCallError, ValidationError) as e:
+        models = client.fetch(ModelList, "GET", "/v1/models")
+    except RouterCallError as e:
         st.info(f"Traffic policies are unavailable: {getattr(e, 'user_message', e)}")
         return
     ensembles = ensemble_table(models)
