@@ -15,19 +15,18 @@ import hashlib
 import http.server
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from chart_render import REPO_ROOT, helm_template, parse
+
+from tests.support.runners import assert_predicts, serving_runner
 
 pytestmark = [pytest.mark.chart, pytest.mark.slow]
 
@@ -180,37 +179,8 @@ def test_fetched_model_is_verified_imported_and_served(
         "--port",
         str(port),
     ]
-    log = tmp_path / "runner.log"
-    with open(log, "wb") as out:
-        runner = subprocess.Popen(
-            serve, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert runner.poll() is None, f"runner exited:\n{log.read_text()[-3000:]}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"runner not ready in 90 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.3)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/predict",
-            data=b'{"rows": [[7.4, 0.7, 0, 1.9, 0.076, 11, 34, 0.9978, 3.51, 0.56, 9.4, 1]]}',
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert b'"scores"' in response.read()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(runner.pid, signal.SIGTERM)
-        try:
-            runner.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(runner.pid, signal.SIGKILL)
+    with serving_runner(serve, env, port, tmp_path / "runner.log") as url:
+        assert_predicts(url)
 
 
 @pytest.mark.parametrize(

@@ -11,21 +11,20 @@ fresh tmpfs, and drops to the pod's UID and GID with setpriv before it starts.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from chart_render import REPO_ROOT
+
+from tests.support.runners import assert_predicts, serving_runner
 
 pytestmark = [pytest.mark.chart, pytest.mark.slow]
 
@@ -168,45 +167,15 @@ def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, t
         "PYTHONDONTWRITEBYTECODE": "1",
         "WINEMEUP_RUNNER_MODEL": "lightgbm",
     }
-    log = tmp_path / "runner.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "bash", "-c", script],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = ["unshare", "-m", "--propagation", "private", "bash", "-c", script]
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"runner exited:\n{log.read_text()[-3000:]}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"runner not ready in 90 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.3)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/predict",
-            data=b'{"rows": [[7.4, 0.7, 0, 1.9, 0.076, 11, 34, 0.9978, 3.51, 0.56, 9.4, 1]]}',
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert b'"scores"' in response.read()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            assert b"bentoml_service_request" in response.read()
+        with serving_runner(command, env, port, tmp_path / "runner.log") as url:
+            assert_predicts(url)
+            with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+                assert b"bentoml_service_request" in response.read()
         # BentoML falls back to a temporary directory when it cannot use
         # $BENTOML_HOME/prometheus_multiproc_dir: the chart's emptyDir must make that unneeded.
         fallback = [p for p in scratch.rglob("*.db")]
         assert not fallback, f"metrics went to a fallback directory, not the chart's emptyDir: {fallback}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
         shutil.rmtree(pod_root, ignore_errors=True)

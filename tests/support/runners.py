@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import os
+import signal
+import subprocess
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from services.runner.fleet import RunnerFleet
-from services.stack.processes import free_port
+from services.stack.processes import REPO_ROOT, free_port, http_status
+from tests.support.waiting import wait_until
+
+EXAMPLE_ROWS_BODY = b'{"rows": [[7.4, 0.7, 0, 1.9, 0.076, 11, 34, 0.9978, 3.51, 0.56, 9.4, 1]]}'
+"""One model-input row for a runner's JSON /predict."""
 
 RUNNER_READY_TIMEOUT = 180.0
 """Seven BentoML processes starting at once on two shared cores can take a while."""
@@ -23,3 +32,45 @@ def runner_fleet(
         env=dict(env or {}),
         ready_timeout=RUNNER_READY_TIMEOUT,
     )
+
+
+@contextlib.contextmanager
+def serving_runner(
+    argv: Sequence[str], env: Mapping[str, str], port: int, log: Path, ready_timeout: float = 90.0
+) -> Iterator[str]:
+    """Run a command that serves a runner on ``port`` (exactly ``env``, its own session), wait for
+    ``/readyz``, yield its URL; stop its whole process group afterwards."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert process.poll() is None, f"runner exited:\n{log.read_text()[-3000:]}"
+        return http_status(url + "/readyz") == 200
+
+    try:
+        wait_until(ready, ready_timeout, interval=0.3, message=lambda: log.read_text()[-3000:])
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def assert_predicts(url: str) -> None:
+    """The runner at ``url`` scores the example row through its JSON /predict."""
+    request = urllib.request.Request(
+        url + "/predict", data=EXAMPLE_ROWS_BODY, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert b'"scores"' in response.read()
