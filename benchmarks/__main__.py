@@ -37,8 +37,9 @@ from benchmarks.load import (
     wrk_pool,
 )
 from benchmarks.report import write_report
-from benchmarks.servers import BenchServers, store_has
+from benchmarks.servers import BenchServers
 from benchmarks.settings import BenchSettings
+from services.stack.launcher import missing_models
 from winemeup.runtimes import MODEL_NAMES
 
 logger = logging.getLogger("benchmarks")
@@ -295,7 +296,7 @@ def _serving_paths(servers: BenchServers) -> dict[str, str]:
 def run(settings: BenchSettings) -> BenchRun:
     """Every measurement, in order; each server is idle while another is measured."""
     servers = BenchServers(settings)
-    missing = store_has(servers.store, MODEL_NAMES)
+    missing = missing_models(servers.store, list(MODEL_NAMES))
     if missing:
         raise SystemExit(f"models {missing} are not in {servers.store}: run `make train` first")
     result = BenchRun(settings)

@@ -14,7 +14,6 @@ import json
 import secrets
 import shutil
 import sys
-from pathlib import Path
 
 from benchmarks.settings import BenchSettings
 from services.runner.fleet import runner_home, runner_process
@@ -170,8 +169,3 @@ class BenchServers:
 
     def stop(self) -> None:
         stop_all(self.procs)
-
-
-def store_has(store: Path, models: tuple[str, ...]) -> list[str]:
-    """The models missing from ``store``."""
-    return [m for m in models if not (store / "models" / m / "latest").is_file()]
