@@ -5,8 +5,8 @@ and a framework's request/response objects, routing and middleware would cost mo
 the work itself. This adapter reads the body, checks the key, calls the pure parts
 (:mod:`~services.router.validation`, :mod:`~services.router.predictor`) and writes JSON
 with orjson. It only parses, authorises, calls the registry and the predictor, and answers.
-Every error is a :class:`~services.router.errors.ApiError` turned into one JSON body shape
-(:class:`winemeup.api.ErrorBody`) by one handler (the ``except ApiError`` of
+Every error is a :class:`~services.router.errors.ServiceError` turned into one JSON body shape
+(:class:`winemeup.api.ErrorBody`) by one handler (the ``except ServiceError`` of
 :meth:`Router._http`). The parts it calls are built from the settings by
 :mod:`~services.router.components`.
 """
@@ -27,15 +27,6 @@ from pydantic import BaseModel
 from services.router import metrics
 from services.router.auth import KeyRing, presented_key
 from services.router.components import Components, build
-from services.router.errors import (
-    ApiError,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    RouteNotFound,
-    UnknownModel,
-    UnsupportedContentEncoding,
-    UnsupportedMediaType,
-)
 from services.router.explain import explained_instance, explained_rows
 from services.router.model_insight import ModelInsight
 from services.router.models import ServedModel
@@ -72,6 +63,15 @@ from winemeup.api import (
     Readiness,
     TrafficChange,
     TrafficPolicies,
+)
+from winemeup.errors import (
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    ServiceError,
+    UnknownModel,
+    UnsupportedContentEncoding,
+    UnsupportedMediaType,
 )
 from winemeup.insight import DriftReference
 from winemeup.schema import SCHEMA, quality_grade
@@ -340,12 +340,12 @@ class Router:
                 key = presented_key(request.headers.get(b"x-api-key"), request.headers.get(b"authorization"))
                 self.keyring.require(key, admin=route.auth == "admin")
             response = await route.handler(request)
-        except ApiError as e:
-            response = Response(e.status, e.body())
+        except ServiceError as e:
+            response = Response(e.status, orjson.dumps(e.body()))
             extra = e.headers()
         except Exception:
             logger.exception("unhandled error on %s %s", scope["method"], path)
-            response = Response(500, ApiError("internal error; see the router log").body())
+            response = Response(500, orjson.dumps(ServiceError("internal error; see the router log").body()))
         await send(
             {
                 "type": "http.response.start",
@@ -695,7 +695,7 @@ def _v2_adapter(handler: Callable[[Any], Awaitable[Answer]]) -> Handler:
     async def handle(request: Request) -> Response:
         try:
             answer = await handler(request)
-        except (ProtocolError, ApiError) as e:
+        except (ProtocolError, ServiceError) as e:
             answer = protocol_error(e)
         return Response(answer.status, answer.body, answer.content_type, answer.headers)
 

@@ -12,7 +12,7 @@ import enum
 import hmac
 from collections.abc import Iterable
 
-from services.router.errors import Forbidden, Unauthenticated
+from winemeup.errors import Forbidden, Unauthenticated
 
 
 class Role(enum.IntEnum):

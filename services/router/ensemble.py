@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from services.router.errors import ModelUnavailable
 from services.router.models import LOADING, READY, UNAVAILABLE, ServedModel
 from services.router.policies import Ensemble, PolicyError
+from winemeup.errors import ModelUnavailable
 
 PLACEMENT = "ensemble"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from services.router.errors import NoCalibration, UnsupportedIntervalLevel
 from services.router.models import ServedModel
+from winemeup.errors import NoCalibration, UnsupportedIntervalLevel
 from winemeup.insight import (
     DriftReference,
     InsightError,

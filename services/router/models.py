@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from services.router import metrics
-from services.router.errors import ModelUnavailable, NotExplainable
+from winemeup.errors import ModelUnavailable, NotExplainable
 from winemeup.runtimes.base import ExplainUnavailable, Explanation
 from winemeup.schema import SCHEMA
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.router import metrics
-from services.router.errors import NotReady, UnknownModel
 from services.router.models import READY, ServedModel
 from services.router.shared_state import SharedRecords
+from winemeup.errors import NotReady, UnknownModel
 from winemeup.schema import FieldError
 
 logger = logging.getLogger(__name__)

@@ -29,12 +29,12 @@ import numpy as np
 import orjson
 
 from services.router import metrics
-from services.router.errors import ValidationFailed
 from services.router.models import ServedModel
 from services.router.policies import PolicyError, Shadow, Split, TrafficRule
 from services.router.predictor import Predictor
 from services.router.registry import ModelRegistry
 from services.router.validation import orjson_object
+from winemeup.errors import ValidationFailed
 from winemeup.schema import FieldError, quality_grade
 
 logger = logging.getLogger(__name__)

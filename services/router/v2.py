@@ -30,7 +30,6 @@ import orjson
 
 import winemeup
 from services.router import metrics
-from services.router.errors import ApiError, NotReady, UnknownModel
 from services.router.models import READY, ServedModel
 from services.router.oip import (
     HEADER_LENGTH,
@@ -43,6 +42,7 @@ from services.router.oip import (
 )
 from services.router.registry import ModelRegistry
 from services.router.traffic import Traffic
+from winemeup.errors import NotReady, ServiceError, UnknownModel
 from winemeup.schema import quality_grade
 
 SERVER_NAME = "winemeup"
@@ -75,7 +75,7 @@ class _Server(Protocol):
     traffic: Traffic | None
 
     async def read_body(self, request: Any) -> bytes:
-        """The raw body, uncompressed and within the size limit (ApiError 415/413 otherwise)."""
+        """The raw body, uncompressed and within the size limit (ServiceError 415/413 otherwise)."""
         ...
 
 
@@ -287,6 +287,6 @@ class OpenInference:
         return values
 
 
-def protocol_error(e: ProtocolError | ApiError) -> Answer:
+def protocol_error(e: ProtocolError | ServiceError) -> Answer:
     """The protocol's error answer: ``{"error": "<string>"}``."""
     return Answer(e.status, orjson.dumps({"error": e.message}))

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from services.router.errors import MalformedRequest, ValidationFailed
 from winemeup.api import INTERVAL_LEVELS
+from winemeup.errors import MalformedRequest, ValidationFailed
 from winemeup.schema import SCHEMA, FieldError
 
 _NAMES: tuple[str, ...] = tuple(SCHEMA.names)

@@ -1,33 +1,24 @@
-"""Typed errors of the model runner: one hierarchy, one HTTP status each, one JSON body shape.
+"""Typed errors of the model runner, on the one error hierarchy of every service (:mod:`winemeup.errors`).
 
 Every error a client can cause is a :class:`RunnerError` with a 4xx status; the service
-adapter turns it into the body every WineMeUp service answers with
-(:class:`winemeup.api.ErrorBody`)::
+adapter answers it with the one body shape (:class:`winemeup.api.ErrorBody`)::
 
     {"error": "<message>", "code": "<stable code>", "details": [{"field": ..., "problem": ...}]}
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
+from winemeup.errors import NotExplainable, NotReady, PayloadTooLarge, ServiceError
 from winemeup.schema import FieldError
 
 
-class RunnerError(Exception):
+class RunnerError(ServiceError):
     """Base of the runner's errors; ``status`` is the HTTP status it is answered with."""
 
-    status: ClassVar[int] = 500
-    code: ClassVar[str] = "internal_error"
-
-    def __init__(self, message: str, errors: list[FieldError] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.errors = list(errors or [])
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error body: a message, a code and the offending fields (possibly none)."""
-        return {"error": self.message, "code": self.code, "details": [e.as_dict() for e in self.errors]}
+    @property
+    def errors(self) -> list[FieldError]:
+        """The offending fields (the body's ``details``)."""
+        return self.details
 
 
 class InvalidRowsError(RunnerError):
@@ -37,11 +28,8 @@ class InvalidRowsError(RunnerError):
     code = "invalid_rows"
 
 
-class BatchTooLargeError(RunnerError):
+class BatchTooLargeError(RunnerError, PayloadTooLarge):
     """A batch carries more rows than ``batch_max_rows``."""
-
-    status = 413
-    code = "payload_too_large"
 
 
 class InvalidFeaturesError(RunnerError):
@@ -51,15 +39,9 @@ class InvalidFeaturesError(RunnerError):
     code = "validation_error"
 
 
-class ModelNotLoadedError(RunnerError):
+class ModelNotLoadedError(RunnerError, NotReady):
     """The model is still loading (or failed to load): the runner is not ready."""
 
-    status = 503
-    code = "not_ready"
 
-
-class NotExplainableError(RunnerError):
+class NotExplainableError(RunnerError, NotExplainable):
     """The model cannot be explained the way it is served here (e.g. its framework is missing)."""
-
-    status = 422
-    code = "not_explainable"

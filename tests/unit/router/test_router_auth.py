@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.router.auth import KeyRing, Role, presented_key
-from services.router.errors import Forbidden, Unauthenticated
+from winemeup.errors import Forbidden, Unauthenticated
 
 RING = KeyRing(["user-1", "user-2"], ["admin-1"])
 
@@ -61,4 +61,4 @@ def test_require() -> None:
 def test_errors_never_echo_the_key() -> None:
     with pytest.raises(Unauthenticated) as info:
         RING.require(b"secret-guess")
-    assert "secret-guess" not in info.value.body().decode()
+    assert "secret-guess" not in str(info.value.body())

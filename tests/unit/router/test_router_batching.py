@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from services.router.cache import MemoryCache, PredictionCache
-from services.router.errors import ModelUnavailable
 from services.router.lru import MemoryLRU
 from services.router.models import READY, MicroBatcher, ServedModel
 from services.router.predictor import Predictor
+from winemeup.errors import ModelUnavailable
 
 
 class SumModel(ServedModel):

@@ -10,8 +10,7 @@ import services.router
 ROUTER = Path(services.router.__file__).parent
 
 LAYERS = [
-    # the pure core: errors, settings, metrics, parsing, keys and cache building blocks
-    "errors",
+    # the pure core: settings, metrics, parsing, keys and cache building blocks
     "settings",
     "metrics",
     "auth",
@@ -77,6 +76,6 @@ def test_no_module_imports_upward() -> None:
 def test_the_registry_knows_no_http_redis_or_cache_keys() -> None:
     source = (ROUTER / "registry.py").read_text()
     imported = _router_imports("registry")
-    assert imported <= {"errors", "metrics", "models", "shared_state"}
+    assert imported <= {"metrics", "models", "shared_state"}
     for word in ("redis", "aiohttp", "KeyMaker", "Request", "Response", "orjson"):
         assert word not in source.replace("Redis in production", ""), word

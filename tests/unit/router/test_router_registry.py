@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.router.errors import NotReady, UnknownModel
 from services.router.models import LOADING, READY, ServedModel
 from services.router.registry import DEFAULT_RECORD, ModelRegistry
 from services.router.shared_state import MemoryRecords, Record
 from services.router.single_flight import SingleFlight
+from winemeup.errors import NotReady, UnknownModel
 
 
 class FakeModel(ServedModel):

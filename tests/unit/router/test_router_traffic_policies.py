@@ -21,13 +21,13 @@ import pytest
 from services.router import metrics
 from services.router.cache import MemoryCache
 from services.router.ensemble import EnsembleModel, build_ensembles
-from services.router.errors import ModelUnavailable, ValidationFailed
 from services.router.models import READY, UNAVAILABLE, ServedModel
 from services.router.policies import Ensemble, PolicyError, Shadow
 from services.router.predictor import Predictor
 from services.router.registry import ModelRegistry
 from services.router.shared_state import MemoryRecords
 from services.router.traffic import ShadowDispatcher, Traffic, parse_policies
+from winemeup.errors import ModelUnavailable, ValidationFailed
 from winemeup.schema import SCHEMA
 
 ROW = SCHEMA.encode(SCHEMA.example())

@@ -9,7 +9,6 @@ import orjson
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from services.router.errors import MalformedRequest, ValidationFailed
 from services.router.validation import (
     fast_matrix,
     fast_row,
@@ -19,6 +18,7 @@ from services.router.validation import (
     parse_predict,
 )
 from winemeup.api import BatchRequest, PredictRequest
+from winemeup.errors import MalformedRequest, ValidationFailed
 from winemeup.schema import SCHEMA
 
 EXAMPLE = SCHEMA.example()

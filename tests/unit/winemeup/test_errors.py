@@ -1,11 +1,10 @@
-"""One error body shape (winemeup.api.ErrorBody), one status per error."""
+"""One error body shape (winemeup.api.ErrorBody) for router and runners, one status per error."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
-from services.router import errors
+from winemeup import errors
 from winemeup.api import ErrorBody
 from winemeup.schema import FieldError
 
@@ -24,13 +23,13 @@ from winemeup.schema import FieldError
         (errors.UnsupportedMediaType("x"), 415, "unsupported_media_type"),
         (errors.ModelUnavailable("svr", "down"), 503, "model_unavailable"),
         (errors.NotReady("x"), 503, "not_ready"),
-        (errors.ApiError("x"), 500, "internal_error"),
+        (errors.ServiceError("x"), 500, "internal_error"),
     ],
 )
-def test_status_code_and_body_shape(error: errors.ApiError, status: int, code: str) -> None:
+def test_status_code_and_body_shape(error: errors.ServiceError, status: int, code: str) -> None:
     assert error.status == status
-    body = orjson.loads(error.body())
-    assert set(body) <= {"error", "code", "details"}
+    body = error.body()
+    assert set(body) == {"error", "code", "details"}
     assert body["code"] == code
     assert isinstance(body["error"], str) and body["error"]
     assert ErrorBody.model_validate(body).code == code
@@ -38,7 +37,7 @@ def test_status_code_and_body_shape(error: errors.ApiError, status: int, code: s
 
 def test_validation_error_lists_every_field() -> None:
     details = [FieldError(f"instances[{i}].ph", "must be a number, got string") for i in range(7)]
-    body = orjson.loads(errors.ValidationFailed(details).body())
+    body = errors.ValidationFailed(details).body()
     assert [d["field"] for d in body["details"]] == [f"instances[{i}].ph" for i in range(7)]
     assert body["error"].startswith("7 invalid fields")
     assert "and 2 more" in body["error"]
@@ -55,3 +54,18 @@ def test_extra_headers() -> None:
     assert errors.Unauthenticated("x").headers()[0][0] == b"www-authenticate"
     assert errors.UnsupportedContentEncoding("x").headers() == [(b"accept-encoding", b"identity")]
     assert errors.UnsupportedContentEncoding("x").status == 415
+
+
+def test_router_and_runner_render_one_body() -> None:
+    from services.runner.errors import BatchTooLargeError
+
+    runner = BatchTooLargeError("too many rows", [FieldError("rows", "at most 3 rows per call, got 4")])
+    router = errors.PayloadTooLarge("too many rows", [FieldError("rows", "at most 3 rows per call, got 4")])
+    assert runner.body() == router.body()
+    assert errors.NotReady("x").body() == {"error": "x", "code": "not_ready", "details": []}
+
+
+def test_too_many_requests_says_when_to_retry() -> None:
+    error = errors.TooManyRequests("over budget", 0.2, [(b"ratelimit-limit", b"10")])
+    assert error.status == 429
+    assert error.headers() == [(b"retry-after", b"1"), (b"ratelimit-limit", b"10")]
