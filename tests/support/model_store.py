@@ -119,6 +119,19 @@ def prune_stores(cache_root: Path, keep: Path, max_age_seconds: float = PRUNE_AF
             shutil.rmtree(path, ignore_errors=True)
 
 
+def copy_model(model_store: Path, name: str, home: Path, version: str | None = None) -> Path:
+    """A private BentoML home ``home`` holding one model version of ``model_store`` as its latest
+    (tests that damage or rewrite a model must not write into the shared store)."""
+    from winemeup.runtimes.store import read_entry
+
+    entry = read_entry(model_store, name, version)
+    target = home / "models" / name
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(entry.path, target / entry.version)
+    (target / "latest").write_text(entry.version)
+    return home
+
+
 def reference_predictions(
     model_store: Path, rows: list[list[float]], models: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
