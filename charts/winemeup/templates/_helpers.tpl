@@ -331,6 +331,9 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- fail (printf "models.%s: autoscaling.minReplicas (%d) must not exceed maxReplicas (%d)" $model (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- end }}
+{{- if and $a.enabled $a.keda.enabled (not $.Values.metrics.prometheusRule.enabled) }}
+{{- fail (printf "models.%s: autoscaling.keda.enabled needs metrics.prometheusRule.enabled (KEDA queries the in-flight series its recording rule makes)" $model) }}
+{{- end }}
 {{- end }}
 {{- range $name := include "winemeup.inlineModels" . | fromJsonArray }}
 {{- if (index $.Values.models $name).modelUri }}
@@ -390,4 +393,71 @@ Usage: include "winemeup.topologySpread" (dict "ctx" $ "component" "router" "con
 topologySpreadConstraints:
   {{- toYaml $out | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* Whether the operator creates the runners ("true" or ""). */}}
+{{- define "winemeup.operatorMode" -}}
+{{- if eq .Values.runners.managedBy "operator" }}true{{ end }}
+{{- end }}
+
+{{/* Name of the operator's Deployment, ServiceAccount, Role, ConfigMap and Lease. */}}
+{{- define "winemeup.operatorName" -}}
+{{- include "winemeup.componentName" (dict "ctx" . "suffix" "operator") }}
+{{- end }}
+
+{{/*
+The PromQL KEDA asks for one model: requests waiting on its runner, summed over router pods
+(the recording rule in prometheusrule.yaml). Usage: (dict "ctx" $ "model" "svr")
+*/}}
+{{- define "winemeup.kedaQuery" -}}
+{{- printf "sum(namespace_model:winemeup_router_runner_inflight_requests:avg1m_sum{namespace=%q, model=%q})" .ctx.Release.Namespace .model }}
+{{- end }}
+
+{{/*
+Spec of one runner's KEDA ScaledObject: CPU utilisation plus in-flight requests per pod, with
+a fixed replica count while Prometheus cannot be queried. The operator renders the same
+(services/operator/reconcile.py). Usage: (dict "ctx" $ "model" m "name" n "autoscaling" a)
+*/}}
+{{- define "winemeup.kedaSpec" -}}
+{{- $a := .autoscaling }}
+{{- $k := $a.keda -}}
+scaleTargetRef:
+  apiVersion: apps/v1
+  kind: Deployment
+  name: {{ .name }}
+minReplicaCount: {{ $a.minReplicas }}
+maxReplicaCount: {{ $a.maxReplicas }}
+pollingInterval: {{ $k.pollingIntervalSeconds }}
+cooldownPeriod: {{ $k.cooldownPeriodSeconds }}
+fallback:
+  failureThreshold: {{ $k.failureThreshold }}
+  replicas: {{ $k.fallbackReplicas }}
+advanced:
+  horizontalPodAutoscalerConfig:
+    behavior:
+      scaleDown:
+        # A runner holds a model in memory: scale in slowly.
+        stabilizationWindowSeconds: 300
+triggers:
+  - type: cpu
+    metricType: Utilization
+    metadata:
+      value: {{ $a.targetCPUUtilizationPercentage | toString | quote }}
+  - type: prometheus
+    metricType: AverageValue
+    metadata:
+      serverAddress: {{ $k.serverAddress | quote }}
+      query: {{ include "winemeup.kedaQuery" (dict "ctx" .ctx "model" .model) | quote }}
+      threshold: {{ $k.targetInflightPerPod | toString | quote }}
+{{- end }}
+
+{{/* The runner container's three probes (the operator's release context carries the same). */}}
+{{- define "winemeup.runnerProbes" -}}
+{{- $rd := .Values.runnerDefaults -}}
+startupProbe:
+  {{- include "winemeup.probe" (dict "default" (dict "httpGet" (dict "path" "/livez" "port" "http") "periodSeconds" 2 "failureThreshold" 60) "override" $rd.probes.startup) | nindent 2 }}
+readinessProbe:
+  {{- include "winemeup.probe" (dict "default" (dict "httpGet" (dict "path" "/readyz" "port" "http") "periodSeconds" 5 "timeoutSeconds" 2 "failureThreshold" 2) "override" $rd.probes.readiness) | nindent 2 }}
+livenessProbe:
+  {{- include "winemeup.probe" (dict "default" (dict "httpGet" (dict "path" "/livez" "port" "http") "periodSeconds" 10 "timeoutSeconds" 2 "failureThreshold" 3) "override" $rd.probes.liveness) | nindent 2 }}
 {{- end }}
