@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from services.runner.core import ModelServer
-from services.runner.errors import BatchTooLargeError, RunnerError
+from services.runner.errors import BatchTooLargeError, ModelNotLoadedError
+from winemeup.errors import MethodNotAllowed, RouteNotFound, ServiceError
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -34,18 +35,17 @@ class BinaryPredictApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if scope["method"] != "POST" or scope["path"].rstrip("/").rsplit("/", 1)[-1] != "predict":
-            await _json(
-                send, 404 if scope["method"] == "POST" else 405, {"error": "POST /binary/predict only"}
-            )
-            return
         try:
+            if scope["path"].rstrip("/").rsplit("/", 1)[-1] != "predict":
+                raise RouteNotFound("POST /binary/predict only")
+            if scope["method"] != "POST":
+                raise MethodNotAllowed("POST /binary/predict only", ["POST"])
             body = await self._body(receive)
             if self.server is None:
-                raise RunnerError("the runner is starting")
+                raise ModelNotLoadedError("the runner is starting")
             scores, version = self.server.predict_binary(body)
-        except RunnerError as e:
-            await _json(send, e.status if e.status != 500 else 503, e.body())
+        except ServiceError as e:
+            await _json(send, e.status, e.body(), e.headers())
             return
         headers = [
             (b"content-type", b"application/octet-stream"),
@@ -70,8 +70,14 @@ class BinaryPredictApp:
         return b"".join(chunks)
 
 
-async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _json(
+    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = orjson.dumps(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

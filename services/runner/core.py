@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import math
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from services.runner.errors import (
     ModelNotLoadedError,
     NotExplainableError,
 )
+from services.runner.explainer import Explainer, ThreadExplainer
+from winemeup.errors import TooManyRequests, ValidationFailed
 from winemeup.insight import DRIFT_REFERENCE_FILE, INTERVALS_FILE
 from winemeup.runtimes import ExplainUnavailable, ModelRuntime
 from winemeup.schema import SCHEMA, FieldError, quality_grade
@@ -32,6 +35,60 @@ from winemeup.schema import SCHEMA, FieldError, quality_grade
 logger = logging.getLogger(__name__)
 
 WIDTH = len(SCHEMA)
+
+# The schema's ranges by model-input column: a category column holds one of its codes.
+_NUMERIC = np.array([f.kind == "number" for f in SCHEMA.features])
+_LOWS = np.array([f.minimum if f.kind == "number" else 0.0 for f in SCHEMA.features])
+_HIGHS = np.array([f.maximum if f.kind == "number" else 1.0 for f in SCHEMA.features])
+_CATEGORY_CODES = {
+    i: sorted({SCHEMA.encode({**SCHEMA.example(), f.name: c})[i] for c in f.choices})
+    for i, f in enumerate(SCHEMA.features)
+    if f.kind == "category"
+}
+_NOT_EXCEEDING = tuple((SCHEMA.names.index(a), SCHEMA.names.index(b)) for a, b in SCHEMA.not_exceeding)
+MAX_REPORTED = 10
+"""Most offending fields one error names."""
+
+
+class OutOfRangeError(ValidationFailed):
+    """A row's value lies outside the feature schema's physical range (the router's rule too)."""
+
+
+class ExplainBusyError(TooManyRequests):
+    """Every explanation slot of this worker is taken: retry later (429 with Retry-After)."""
+
+
+def check_ranges(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` if every value lies in the schema's range; :class:`OutOfRangeError` naming the
+    first offending fields (``rows[i][j]`` and the feature) otherwise."""
+    if matrix.size == 0:
+        return matrix
+    bad = (matrix < _LOWS) | (matrix > _HIGHS)
+    for column, codes in _CATEGORY_CODES.items():
+        bad[:, column] = ~np.isin(matrix[:, column], codes)
+    crossed = [(a, b, matrix[:, a] > matrix[:, b]) for a, b in _NOT_EXCEEDING]
+    if not bad.any() and not any(c.any() for _, _, c in crossed):
+        return matrix
+    errors: list[FieldError] = []
+    for r, c in np.argwhere(bad)[:MAX_REPORTED]:
+        f = SCHEMA.features[c]
+        value = float(matrix[r, c])
+        if f.kind == "category":
+            allowed = ", ".join(f"{code:g}" for code in _CATEGORY_CODES[int(c)])
+            problem = f"{f.name} must be one of the codes {allowed}, got {value:g}"
+        else:
+            problem = f"{f.name} must be between {f.minimum:g} and {f.maximum:g} {f.unit}, got {value:g}"
+        errors.append(FieldError(f"rows[{r}][{c}]", problem))
+    for a, b, rows in crossed:
+        for r in np.flatnonzero(rows)[: max(0, MAX_REPORTED - len(errors))]:
+            low, high = SCHEMA.names[a], SCHEMA.names[b]
+            errors.append(
+                FieldError(
+                    f"rows[{r}][{a}]",
+                    f"{low} must not exceed {high} ({matrix[r, a]:g} > {matrix[r, b]:g})",
+                )
+            )
+    raise OutOfRangeError(errors)
 
 
 def runner_name(model: str) -> str:
@@ -78,7 +135,7 @@ def check_rows(rows: Any, max_rows: int) -> np.ndarray:
                 for r, c in bad
             ],
         )
-    return matrix
+    return check_ranges(matrix)
 
 
 BINARY_ROWS_TYPE = "application/octet-stream"
@@ -105,7 +162,7 @@ def decode_rows(body: bytes, max_rows: int) -> np.ndarray:
     if bad.any():
         where = [FieldError(f"rows[{i}][{j}]", "must be a finite number") for i, j in np.argwhere(bad)[:10]]
         raise InvalidRowsError("rows must hold finite numbers", where)
-    return matrix
+    return check_ranges(matrix)
 
 
 def check_features(features: Any) -> list[float]:
@@ -130,9 +187,19 @@ class ModelServer:
         loader: Callable[[], ModelRuntime],
         batch_max_rows: int,
         version_dir: Callable[[str], Path] | None = None,
+        explain_max_rows: int = 100,
+        explain_max_inflight: int = 1,
+        explain_timeout_seconds: float = 5.0,
+        explainer: Callable[[ModelRuntime], Explainer] | None = None,
     ):
         self.model = model
         self.batch_max_rows = batch_max_rows
+        self.explain_max_rows = explain_max_rows
+        self.explain_max_inflight = explain_max_inflight
+        self.explain_timeout_seconds = explain_timeout_seconds
+        self._make_explainer = explainer or (lambda runtime: ThreadExplainer(lambda: runtime))
+        self._explainers: queue.SimpleQueue[Explainer] | None = None
+        self._explainers_lock = threading.Lock()
         self._loader = loader
         self._version_dir = version_dir
         self._runtime: ModelRuntime | None = None
@@ -235,18 +302,44 @@ class ModelServer:
         """Identity, labels and training metadata (with its metrics) of the loaded model."""
         return self.runtime.info.as_dict()
 
-    def explain(self, rows: Any) -> dict[str, Any]:
+    def explain(self, rows: Any, cancelled: threading.Event | None = None) -> dict[str, Any]:
         """Per-feature contributions of a batch of rows (see :class:`winemeup.runtimes.Explanation`).
 
-        ``{"model", "model_version", "method", "base": [n], "contributions": [n][12], "scores": [n]}``;
-        :class:`NotExplainableError` (422) when the model cannot be explained as served here.
+        ``{"model", "model_version", "method", "base": [n], "contributions": [n][12], "scores": [n]}``.
+        Bounded three ways: at most ``explain_max_rows`` rows (413); at most
+        ``explain_max_inflight`` explanations at once, one per explainer
+        (:class:`ExplainBusyError`, 429 with Retry-After); and a deadline of
+        ``explain_timeout_seconds`` that stops the work (see :mod:`services.runner.explainer`;
+        503), also stopped when ``cancelled`` is set. :class:`NotExplainableError` (422) when
+        the model cannot be explained as served here.
         """
         runtime = self.runtime
         matrix = check_rows(rows, self.batch_max_rows)
+        if len(matrix) > self.explain_max_rows:
+            raise BatchTooLargeError(
+                f"explanation of {len(matrix)} rows exceeds explain_max_rows={self.explain_max_rows}",
+                [
+                    FieldError(
+                        "rows", f"at most {self.explain_max_rows} rows per explanation, got {len(matrix)}"
+                    )
+                ],
+            )
+        explainers = self._explainer_pool(runtime)
         try:
-            explanation = runtime.explain(matrix)
+            explainer = explainers.get_nowait()
+        except queue.Empty:
+            raise ExplainBusyError(
+                f"model {self.model} is computing as many explanations as it may at once; retry later",
+                retry_after=self.explain_timeout_seconds,
+            ) from None
+        try:
+            explanation = explainer.explain(
+                matrix, self.explain_timeout_seconds, cancelled or threading.Event()
+            )
         except ExplainUnavailable as e:
             raise NotExplainableError(str(e)) from e
+        finally:
+            explainers.put(explainer)
         return {
             "model": runtime.info.name,
             "model_version": runtime.info.version,
@@ -255,6 +348,20 @@ class ModelServer:
             "contributions": explanation.contributions.tolist(),
             "scores": explanation.scores.tolist(),
         }
+
+    @property
+    def explain_busy(self) -> bool:
+        """Whether every explainer is taken (a new explanation would get 429)."""
+        return self._explainers is not None and self._explainers.empty()
+
+    def _explainer_pool(self, runtime: ModelRuntime) -> queue.SimpleQueue[Explainer]:
+        with self._explainers_lock:
+            if self._explainers is None:
+                pool: queue.SimpleQueue[Explainer] = queue.SimpleQueue()
+                for _ in range(self.explain_max_inflight):
+                    pool.put(self._make_explainer(runtime))
+                self._explainers = pool
+            return self._explainers
 
     def insight(self) -> dict[str, Any]:
         """The served version's insight documents: ``intervals`` and ``drift_reference`` (null if absent)."""

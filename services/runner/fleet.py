@@ -6,6 +6,10 @@ multiprocess directory (``$BENTOML_HOME/prometheus_multiproc_dir``, wiped by eve
 sharing one home corrupt each other's ``/metrics``. So each runner gets a private home whose
 ``models`` is a symlink to the shared store: one copy of the models, one metrics directory
 per process. Used by the local stack and by the integration fixtures.
+
+Each runner also gets its metrics port (``WINEMEUP_RUNNER_METRICS_PORT``; 0 when the fleet
+names none, so seven runners never fight over the default) and the shared secret the router
+sends (``WINEMEUP_RUNNER_TOKEN``) when the fleet has one.
 """
 
 from __future__ import annotations
@@ -56,17 +60,24 @@ def runner_process(
     version: str | None = None,
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 120.0,
+    metrics_port: int = 0,
+    token: str | None = None,
 ) -> ManagedProcess:
     """A (not yet started) ``bentoml serve`` of ``model`` on ``port``, ready when /readyz is 200.
 
-    Its home is ``run_dir/runners/<model>``, its log ``run_dir/logs/runner-<model>.log``.
+    Its home is ``run_dir/runners/<model>``, its log ``run_dir/logs/runner-<model>.log``. It
+    serves its metrics on ``metrics_port`` too (0: only on ``port``) and requires ``token``
+    (without one, ``env`` must allow an unauthenticated runner or it refuses to start).
     """
     home = runner_home(store, run_dir / "runners" / model)
     child_env = {
         "BENTOML_HOME": str(home),
         "BENTOML_DO_NOT_TRACK": "True",
         "WINEMEUP_RUNNER_MODEL": model,
+        "WINEMEUP_RUNNER_METRICS_PORT": str(metrics_port),
+        **({"WINEMEUP_RUNNER_METRICS_HOST": host} if metrics_port else {}),
         **({"WINEMEUP_RUNNER_VERSION": version} if version else {}),
+        **({"WINEMEUP_RUNNER_TOKEN": token} if token else {}),
         **(env or {}),
     }
     return ManagedProcess(
@@ -88,7 +99,9 @@ class RunnerFleet:
     """Runner processes by model name: start them in parallel, kill, restart, stop.
 
     ``ports`` maps each model to its port; ``urls`` gives the base URL of each runner (the
-    shape RouterSettings.runner_urls takes).
+    shape RouterSettings.runner_urls takes). ``metrics_ports`` maps models to their metrics
+    port (absent: none); ``token`` is the shared secret every runner requires (the router's
+    ``runner_token``).
     """
 
     store: Path
@@ -97,6 +110,8 @@ class RunnerFleet:
     host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 120.0
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    token: str | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,6 +124,8 @@ class RunnerFleet:
                 host=self.host,
                 env=self.env,
                 ready_timeout=self.ready_timeout,
+                metrics_port=self.metrics_ports.get(model, 0),
+                token=self.token,
             )
 
     @property
@@ -119,6 +136,10 @@ class RunnerFleet:
     def url(self, model: str) -> str:
         """Base URL of one model's runner."""
         return self.urls[model]
+
+    def metrics_url(self, model: str) -> str:
+        """URL of one model's metrics listener (KeyError when it has none)."""
+        return f"http://{_client_host(self.host)}:{self.metrics_ports[model]}/metrics"
 
     def start(self, models: Iterable[str] | None = None) -> RunnerFleet:
         """Start the given runners (default: all) at once and wait until every one is ready."""

@@ -14,10 +14,14 @@ answers while a model loads and ``/readyz`` turns 200 only when it is in (``/liv
 503 if loading failed, so an orchestrator restarts the process).
 
 Endpoints (JSON in, JSON out): ``POST /predict``, ``POST /predict_one``, ``POST /metadata``,
-plus BentoML's ``/readyz``, ``/livez`` and ``/metrics``; and ``POST /binary/predict`` (float64
-rows in, float64 scores out), the route the router uses (:mod:`services.runner.binary`).
-Client errors answer 4xx with ``{"error": str, "code": str, "details": [{"field", "problem"}]}``
-(:class:`winemeup.api.ErrorBody`); see
+``POST /explain``, ``POST /insight``, plus BentoML's ``/readyz``, ``/livez`` and ``/metrics``;
+and ``POST /binary/predict`` (float64 rows in, float64 scores out), the route the router uses
+(:mod:`services.runner.binary`). Every call but the probes and ``/metrics`` must carry the
+shared secret in ``X-WineMeUp-Runner-Token`` (:mod:`services.runner.middleware`); the
+metrics also answer on ``metrics_port`` (:mod:`services.runner.metrics_listener`), so a
+NetworkPolicy can let Prometheus scrape without opening the API.
+Every error answers ``{"error": str, "code": str, "details": [{"field", "problem"}]}``
+(:class:`winemeup.api.ErrorBody`), BentoML's own validation errors included; see
 :mod:`services.runner.errors`.
 All logic lives in :mod:`services.runner.core`; this module only adapts it to BentoML.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import bentoml
@@ -34,8 +39,11 @@ from starlette.responses import JSONResponse
 
 from services.runner.binary import BinaryPredictApp
 from services.runner.core import ModelServer, runner_name
-from services.runner.errors import RunnerError
+from services.runner.explainer import ProcessExplainer
+from services.runner.metrics_listener import start_metrics_listener
+from services.runner.middleware import ErrorBodyMiddleware, RunnerTokenMiddleware
 from services.runner.settings import RunnerSettings
+from winemeup.errors import ServiceError
 from winemeup.runtimes import bentoml_home, load_runtime, read_entry
 from winemeup.schema import SCHEMA
 
@@ -107,8 +115,10 @@ class InsightResponse(BaseModel):
     drift_reference: dict[str, Any] | None = Field(description="drift_reference.json, null when absent.")
 
 
-def _error_response(error: RunnerError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status)
+def _error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(
+        error.body(), status_code=error.status, headers={k.decode(): v.decode() for k, v in error.headers()}
+    )
 
 
 # The router's route for misses: binary rows in, binary scores out (services/runner/binary.py).
@@ -139,9 +149,22 @@ class ModelRunner:
             lambda: load_runtime(settings.model, settings.version, path=settings.serving_path),
             batch_max_rows=settings.batch_max_rows,
             version_dir=lambda version: read_entry(bentoml_home(), settings.model, version).path,
+            explain_max_rows=settings.explain_max_rows,
+            explain_max_inflight=settings.explain_max_inflight,
+            explain_timeout_seconds=settings.explain_timeout_seconds,
+            explainer=lambda runtime: ProcessExplainer(
+                settings.model, runtime.info.version, settings.serving_path, settings.explain_niceness
+            ),
         )
         BINARY_PREDICT.server = self.server
         self.server.load_in_background()
+        # One listener per runner: the first worker's exposition merges every worker's files.
+        if settings.metrics_port and bentoml.server_context.worker_index in (None, 1):
+            try:
+                self.metrics_listener = start_metrics_listener(settings.metrics_host, settings.metrics_port)
+            except OSError as e:
+                # The API still serves; Prometheus sees the target down and alerts.
+                logger.error("metrics port %d not bound: %s", settings.metrics_port, e)
 
     def __is_ready__(self) -> bool:
         return self.server.ready
@@ -156,7 +179,7 @@ class ModelRunner:
         # by the core so that the error names the row and column.
         try:
             return PredictResponse.model_construct(**self.server.predict(rows))
-        except RunnerError as e:
+        except ServiceError as e:
             return _error_response(e)  # type: ignore[return-value]
 
     @bentoml.api(route="/predict_one")
@@ -164,23 +187,30 @@ class ModelRunner:
         """Score one wine given by feature name (API names or training headers)."""
         try:
             return PredictOneResponse.model_construct(**self.server.predict_one(features))
-        except RunnerError as e:
+        except ServiceError as e:
             return _error_response(e)  # type: ignore[return-value]
 
     @bentoml.api(route="/explain")
     async def explain(self, rows: list[list[StrictFloat]]) -> ExplainResponse:
         """Per-feature contributions of a batch of model-input rows: base + sum = score per row."""
+        # The explainer process stops at its deadline, or is killed once this event is set (the
+        # request was cancelled: its client is gone or BentoML's timeout fired).
+        cancelled = threading.Event()
         try:
-            return ExplainResponse.model_construct(**await asyncio.to_thread(self.server.explain, rows))
-        except RunnerError as e:
+            return ExplainResponse.model_construct(
+                **await asyncio.to_thread(self.server.explain, rows, cancelled)
+            )
+        except ServiceError as e:
             return _error_response(e)  # type: ignore[return-value]
+        finally:
+            cancelled.set()
 
     @bentoml.api(route="/insight")
     async def insight(self) -> InsightResponse:
         """The served version's interval calibration and drift reference documents (null when absent)."""
         try:
             return InsightResponse.model_construct(**self.server.insight())
-        except RunnerError as e:
+        except ServiceError as e:
             return _error_response(e)  # type: ignore[return-value]
 
     @bentoml.api(route="/metadata")
@@ -188,5 +218,17 @@ class ModelRunner:
         """Name, version, framework, labels and training metadata (with metrics) of the model."""
         try:
             return MetadataResponse.model_construct(**self.server.metadata())
-        except RunnerError as e:
+        except ServiceError as e:
             return _error_response(e)  # type: ignore[return-value]
+
+
+# Outermost first: every error, the token's 401 included, leaves in the one body shape.
+_service: Any = ModelRunner  # a bentoml Service; its decorators' types hide that from mypy
+_service.add_asgi_middleware(ErrorBodyMiddleware)
+_service.add_asgi_middleware(
+    RunnerTokenMiddleware, token=settings.token.get_secret_value() if settings.token else None
+)
+if settings.token is None:
+    logger.warning(
+        "WINEMEUP_RUNNER_ALLOW_UNAUTHENTICATED is set: this runner answers anyone who reaches its port"
+    )

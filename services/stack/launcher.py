@@ -140,6 +140,17 @@ def missing_models(store: Path, models: list[str]) -> list[str]:
     return [m for m in models if not any((store / "models" / m).glob("*/model.yaml"))]
 
 
+def _router_sends_runner_token() -> bool:
+    """Whether this checkout's router sends the runner token (RouterSettings.runner_token).
+
+    Until it does, the runners of `make run` are started open on loopback, or no prediction
+    would reach them.
+    """
+    from services.router.settings import RouterSettings
+
+    return "runner_token" in RouterSettings.model_fields
+
+
 @dataclass
 class LocalStack:
     """Everything ``make run`` starts, in order, and stops again."""
@@ -147,6 +158,7 @@ class LocalStack:
     settings: StackSettings
     api_key: str = ""
     admin_api_key: str = ""
+    runner_token: str = ""
     redis_url: str | None = None
     redis_note: str = ""
     fleet: RunnerFleet | None = None
@@ -163,6 +175,8 @@ class LocalStack:
             if s.admin_api_key
             else "wmu-admin-" + secrets.token_urlsafe(18)
         )
+        # The secret only the router and its runners share, new for every run.
+        self.runner_token = secrets.token_urlsafe(32)
 
     # -- paths and URLs ---------------------------------------------------------------------
 
@@ -256,6 +270,9 @@ class LocalStack:
         if s.placement == "runner":
             for m in s.models:
                 wanted[f"runner {m} (WINEMEUP_STACK_RUNNER_BASE_PORT)"] = s.runner_port(m)
+                wanted[f"runner {m} metrics (WINEMEUP_STACK_RUNNER_METRICS_BASE_PORT)"] = (
+                    s.runner_metrics_port(m)
+                )
         if self.prometheus_binary:
             wanted["prometheus (WINEMEUP_STACK_PROMETHEUS_PORT)"] = s.prometheus_port
         if self.ui_enabled:
@@ -349,6 +366,9 @@ class LocalStack:
             ports={m: s.runner_port(m) for m in s.models},
             host=s.host,
             ready_timeout=s.ready_timeout_seconds,
+            metrics_ports={m: s.runner_metrics_port(m) for m in s.models},
+            token=self.runner_token if _router_sends_runner_token() else None,
+            env={} if _router_sends_runner_token() else {"WINEMEUP_RUNNER_ALLOW_UNAUTHENTICATED": "true"},
         )
         started = time.monotonic()
         for model, proc in self.fleet.processes.items():
@@ -370,6 +390,7 @@ class LocalStack:
             "WINEMEUP_ROUTER_DEFAULT_MODEL": "lightgbm" if "lightgbm" in s.models else s.models[0],
             "WINEMEUP_ROUTER_PLACEMENT": s.placement,
             "WINEMEUP_ROUTER_RUNNER_URLS": json.dumps(self.runner_urls),
+            "WINEMEUP_ROUTER_RUNNER_TOKEN": self.runner_token,
             "WINEMEUP_ROUTER_MODEL_STORE": str(self.store),
             "WINEMEUP_ROUTER_API_KEYS": self.api_key,
             "WINEMEUP_ROUTER_ADMIN_API_KEYS": self.admin_api_key,
@@ -400,7 +421,7 @@ class LocalStack:
         host = "127.0.0.1" if s.host in ("0.0.0.0", "") else s.host
         config = prometheus.prometheus_config(
             f"{host}:{s.router_port}",
-            {m: f"{host}:{s.runner_port(m)}" for m in (s.models if s.placement == "runner" else [])},
+            {m: f"{host}:{s.runner_metrics_port(m)}" for m in (s.models if s.placement == "runner" else [])},
         )
         config_path.write_text(prometheus.render(config))
         proc = ManagedProcess(

@@ -14,14 +14,9 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from winemeup.runtimes import MODEL_NAMES
+from winemeup.settings import split_csv as _split_csv
 
 CacheChoice = Literal["auto", "redis", "memory"]
-
-
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class StackSettings(BaseSettings):
@@ -57,6 +52,13 @@ class StackSettings(BaseSettings):
     router_port: int = Field(8000, ge=1, le=65535, description="Port of the router's public API.")
     runner_base_port: int = Field(
         3001, ge=1, le=65535, description="Port of the first runner; the others follow in model order."
+    )
+    runner_metrics_base_port: int = Field(
+        9464,
+        ge=1,
+        le=65535,
+        description="Metrics port of the first runner (Prometheus scrapes it); the others follow in "
+        "model order.",
     )
     ui: bool = Field(True, description="Start the Streamlit UI when ui/app.py exists.")
     ui_port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit UI.")
@@ -114,6 +116,10 @@ class StackSettings(BaseSettings):
     def runner_port(self, model: str) -> int:
         """The fixed port of a model's runner: base port + the model's index in MODEL_NAMES."""
         return self.runner_base_port + MODEL_NAMES.index(model)
+
+    def runner_metrics_port(self, model: str) -> int:
+        """The fixed metrics port of a model's runner: metrics base port + the model's index."""
+        return self.runner_metrics_base_port + MODEL_NAMES.index(model)
 
 
 def inherited_environment() -> dict[str, str]:

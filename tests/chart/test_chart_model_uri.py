@@ -28,6 +28,8 @@ from chart_render import REPO_ROOT, helm_template, parse
 
 from tests.support.runners import assert_predicts, serving_runner
 
+RUNNER_TOKEN = "model-uri-test-runner-token"
+
 pytestmark = [pytest.mark.chart, pytest.mark.slow]
 
 MODEL = "lightgbm"
@@ -168,6 +170,8 @@ def test_fetched_model_is_verified_imported_and_served(
         "BENTOML_HOME": str(home),
         "BENTOML_DO_NOT_TRACK": "True",
         "WINEMEUP_RUNNER_MODEL": MODEL,
+        "WINEMEUP_RUNNER_TOKEN": RUNNER_TOKEN,
+        "WINEMEUP_RUNNER_METRICS_PORT": "0",
     }
     bentoml = str(Path(sys.executable).parent / "bentoml")
     serve = [
@@ -180,7 +184,7 @@ def test_fetched_model_is_verified_imported_and_served(
         str(port),
     ]
     with serving_runner(serve, env, port, tmp_path / "runner.log") as url:
-        assert_predicts(url)
+        assert_predicts(url, RUNNER_TOKEN)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ from chart_render import REPO_ROOT
 
 from tests.support.runners import assert_predicts, serving_runner
 
+RUNNER_TOKEN = "readonly-test-runner-token"
+
 pytestmark = [pytest.mark.chart, pytest.mark.slow]
 
 POD_HOME = "/opt/winemeup/bentoml"
@@ -143,9 +145,10 @@ def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, t
         if path.startswith(POD_HOME + "/"):
             target = home / path.removeprefix(POD_HOME + "/")
             mounts.append(f"mount -t tmpfs -o mode=1777 tmpfs {shlex.quote(str(target))}")
-    with socket.socket() as sock:
+    with socket.socket() as sock, socket.socket() as metrics_sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        metrics_sock.bind(("127.0.0.1", 0))
+        port, metrics_port = sock.getsockname()[1], metrics_sock.getsockname()[1]
     serve = [
         "setpriv",
         f"--reuid={POD_UID}",
@@ -166,12 +169,17 @@ def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, t
         "TMPDIR": str(scratch),
         "PYTHONDONTWRITEBYTECODE": "1",
         "WINEMEUP_RUNNER_MODEL": "lightgbm",
+        "WINEMEUP_RUNNER_TOKEN": RUNNER_TOKEN,
+        "WINEMEUP_RUNNER_METRICS_HOST": "127.0.0.1",
+        "WINEMEUP_RUNNER_METRICS_PORT": str(metrics_port),
     }
     command = ["unshare", "-m", "--propagation", "private", "bash", "-c", script]
     try:
         with serving_runner(command, env, port, tmp_path / "runner.log") as url:
-            assert_predicts(url)
-            with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            assert_predicts(url, RUNNER_TOKEN)
+            # The metrics port Prometheus scrapes, as the pod's UID on a read-only root.
+            metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+            with urllib.request.urlopen(metrics, timeout=5) as response:
                 assert b"bentoml_service_request" in response.read()
         # BentoML falls back to a temporary directory when it cannot use
         # $BENTOML_HOME/prometheus_multiproc_dir: the chart's emptyDir must make that unneeded.
