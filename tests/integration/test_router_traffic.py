@@ -8,13 +8,14 @@
 * Shadow: a stub runner ten times slower than the served model shadows all of its traffic.
   The answers are the served model's own scores, and the p99 of sequential requests stays
   within noise of the p99 without the shadow (bounded: 300 requests per phase).
+* Shadow, deterministically: a stub whose gate holds every call. Single and batch answers
+  arrive while it holds them, exactly ``shadow_max_inflight`` calls wait, the rest are shed
+  and counted, and the held ones are graded once the gate opens.
 * Two replicas on one Redis: a change on one is adopted by the other.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
-from services.stack.processes import free_port, http_status
+from tests.support.slow_runner import SlowRunner
 from tests.support.waiting import wait_until
 from winemeup.schema import SCHEMA
 
@@ -45,33 +46,6 @@ def wines(n: int, offset: int = 0) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-class SlowRunner:
-    """:mod:`tests.support.slow_runner` in its own process: ``delay`` settable, ``calls`` counted."""
-
-    def __init__(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.support.slow_runner", str(port)])
-        wait_until(lambda: http_status(self.url + "/readyz") == 200, 20, interval=0.05)
-
-    @property
-    def delay(self) -> float:
-        return self._delay
-
-    @delay.setter
-    def delay(self, seconds: float) -> None:
-        self._delay = seconds
-        httpx.post(self.url + "/_delay", content=str(seconds).encode())
-
-    @property
-    def calls(self) -> int:
-        return int(httpx.get(self.url + "/_calls").text)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +227,74 @@ def test_a_ten_times_slower_shadow_changes_neither_answer_nor_p99(
     (stats,) = client.get("/v1/traffic").json()["shadow_stats"]  # what the UI's Models tab shows
     assert stats["rows"] == graded and 0 <= stats["grade_agreement"] <= 1
     assert _put(traffic_router, {"shadows": {}}).status_code == 200
+
+
+def test_answers_arrive_while_the_shadow_is_held_and_the_inflight_limit_sheds(
+    model_store: Path,
+    router: Callable[..., Any],
+    slow_runner: SlowRunner,
+    metric_reader: Callable[..., float],
+) -> None:
+    """The shadow target never answers while its gate is closed: single and batch answers
+    arrive anyway, exactly ``shadow_max_inflight`` shadow calls wait, and the rest are shed."""
+    limit, extra = 3, 4
+    handle = router(
+        model_store,
+        models=["lightgbm", "svr"],
+        default_model="lightgbm",
+        placements={"svr": "runner"},
+        runner_urls={"svr": slow_runner.url},
+        preload_inline_models=True,
+        shadows={"lightgbm": {"target": "svr", "fraction": 1.0}},
+        shadow_max_inflight=limit,
+        runner_max_inflight_calls=limit + extra + 1,  # every shadow call reaches the stub
+        runner_timeout_seconds=120,  # held shadow calls stay in flight while the test looks
+    )
+    handle.wait_ready()
+    slow_runner.delay = 0.0
+    slow_runner.close_gate()
+    try:
+        calls_before = slow_runner.calls
+        with httpx.Client(base_url=handle.url, headers=handle.headers(), timeout=10) as client:
+
+            def svr_ready() -> bool:
+                return {m["name"]: m["status"] for m in client.get("/v1/models").json()["models"]}[
+                    "svr"
+                ] == "ready"
+
+            wait_until(svr_ready, 30, interval=0.1, message=lambda: handle.process.log_tail())
+            # A shadow awaited before the answer would hold these answers: the client times out.
+            batch = wines(5, offset=60_000)
+            r = client.post("/v1/predict/batch", json={"instances": batch})  # one shadow call
+            assert r.status_code == 200 and len(r.json()["predictions"]) == len(batch), r.text
+            for wine in wines(limit - 1 + extra, offset=61_000):  # one shadow call each
+                r = client.post("/v1/predict", json={"features": wine})
+                assert r.status_code == 200 and r.json()["model"] == "lightgbm", r.text
+
+            def held() -> bool:
+                return slow_runner.blocked == limit
+
+            wait_until(held, 10, message="shadow calls never reached the stub")
+            text = client.get("/metrics").text
+            labels = {"model": "lightgbm", "shadow": "svr"}
+            assert metric_reader(text, "winemeup_router_shadow_inflight") == limit
+            # The calls beyond the configured limit: shed, and counted.
+            assert metric_reader(text, "winemeup_router_shadow_shed_total", **labels) == extra
+            assert slow_runner.calls - calls_before == limit
+            (stats,) = client.get("/v1/traffic").json()["shadow_stats"]
+            assert stats["shed_calls"] == extra and stats["rows"] == 0
+
+            slow_runner.open_gate()
+
+            def graded() -> float:
+                text = client.get("/metrics").text
+                return metric_reader(text, "winemeup_router_shadow_grades_total", **labels)
+
+            rows = len(batch) + limit - 1
+            wait_until(lambda: graded() == rows, 10, message=lambda: f"{graded()} shadowed rows graded")
+            assert slow_runner.blocked == 0
+    finally:
+        slow_runner.open_gate()
 
 
 def test_a_change_on_one_replica_reaches_the_other(
