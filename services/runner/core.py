@@ -199,6 +199,7 @@ class ModelServer:
         self.explain_timeout_seconds = explain_timeout_seconds
         self._make_explainer = explainer or (lambda runtime: ThreadExplainer(lambda: runtime))
         self._explainers: queue.SimpleQueue[Explainer] | None = None
+        self._all_explainers: list[Explainer] = []
         self._explainers_lock = threading.Lock()
         self._loader = loader
         self._version_dir = version_dir
@@ -219,6 +220,12 @@ class ModelServer:
             gc.collect()
             gc.freeze()
             self._runtime = runtime
+            # Explainers that run apart (a child process) start now, not on the first request.
+            self._explainer_pool(runtime)
+            for explainer in self._all_explainers:
+                start = getattr(explainer, "start_in_background", None)
+                if start is not None:
+                    start()
             logger.info(
                 "loaded model %s:%s (%s) in %.2f s",
                 runtime.info.name,
@@ -358,8 +365,11 @@ class ModelServer:
         with self._explainers_lock:
             if self._explainers is None:
                 pool: queue.SimpleQueue[Explainer] = queue.SimpleQueue()
-                for _ in range(self.explain_max_inflight):
-                    pool.put(self._make_explainer(runtime))
+                self._all_explainers = [
+                    self._make_explainer(runtime) for _ in range(self.explain_max_inflight)
+                ]
+                for explainer in self._all_explainers:
+                    pool.put(explainer)
                 self._explainers = pool
             return self._explainers
 

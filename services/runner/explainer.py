@@ -11,9 +11,10 @@ killed, which a thread cannot.
 :class:`ThreadExplainer`, for callers without a process to spare, such as unit tests): rows are
 explained a chunk at a time, each chunk sized to about ``CHUNK_SECONDS`` of work, and between
 chunks the work stops once the deadline has passed. :class:`ProcessExplainer` starts the child
-on first use (it loads the model itself), sends it the rows, and kills it when it has not
-answered ``KILL_GRACE_SECONDS`` after the deadline or when the request is cancelled; the next
-explanation starts a new child.
+once the runner's model is loaded (the child loads the model itself and builds its explainer:
+seconds, outside any request), sends it the rows, and kills it when it has not answered
+``KILL_GRACE_SECONDS`` after the deadline or when the request is cancelled; the next
+explanation starts a new child. The child costs a second copy of the model in memory.
 
 The child runs ``python -m services.runner.explainer MODEL VERSION SERVING_PATH NICENESS`` and
 reads pickled requests from stdin, writing pickled answers to stdout (length-prefixed frames).
@@ -36,9 +37,10 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
-from winemeup.errors import ServiceError
+from winemeup.errors import NotReady, ServiceError
 from winemeup.runtimes import ExplainUnavailable, ModelRuntime
 from winemeup.runtimes.base import Explanation
+from winemeup.schema import SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,13 @@ class ExplainDeadlineError(ServiceError):
 
     status = 503
     code = "deadline_exceeded"
+
+
+class ExplainerStartingError(NotReady):
+    """The explainer process is still loading its model: retry in a few seconds."""
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"5")]
 
 
 class Explainer(Protocol):
@@ -148,34 +157,32 @@ class ProcessExplainer:
             child.kill()
         child.wait()
 
+    def start_in_background(self) -> threading.Thread:
+        """Start the child now, in a thread (explanations meanwhile answer 503 with Retry-After)."""
+
+        def run() -> None:
+            with self._lock:
+                if self._child is None:
+                    try:
+                        self._child = self._start()
+                    except ServiceError:
+                        logger.exception("the explainer process did not start")
+
+        thread = threading.Thread(target=run, name="explainer-start", daemon=True)
+        thread.start()
+        return thread
+
     def explain(self, matrix: np.ndarray, timeout: float, cancelled: threading.Event) -> Explanation:
-        with self._lock:
-            if self._child is None or self._child.poll() is not None:
-                self._child = self._start()
-            child = self._child
-            assert child.stdin is not None and child.stdout is not None
-            try:
-                _write(child.stdin, (np.ascontiguousarray(matrix, dtype=np.float64), timeout))
-            except (BrokenPipeError, OSError) as e:
-                self._kill(child)
-                self._child = None
-                raise ServiceError("the explainer process is gone") from e
-            give_up = time.monotonic() + timeout + KILL_GRACE_SECONDS
-            while not _wait_readable(child.stdout, 0.05):
-                if cancelled.is_set() or time.monotonic() > give_up:
-                    # It did not stop by itself (or nobody waits any more): kill it; the next
-                    # explanation starts a new one.
-                    self._kill(child)
-                    self._child = None
-                    raise ExplainDeadlineError(
-                        f"explanation stopped: its deadline of {timeout:g} s passed; explain fewer rows"
-                    )
-            try:
-                answer = _read(child.stdout)
-            except EOFError as e:
-                self._kill(child)
-                self._child = None
-                raise ServiceError("the explainer process died") from e
+        # The pool hands each explainer to one request at a time: the lock is otherwise only
+        # held by a start in the background.
+        if not self._lock.acquire(timeout=0.1):
+            raise ExplainerStartingError("the explainer is starting (loading its model); retry shortly")
+        try:
+            answer = self._ask(matrix, timeout, cancelled)
+        finally:
+            self._lock.release()
+            if self._child is None:  # killed or gone: a new one loads while nobody waits for it
+                self.start_in_background()
         kind = answer[0]
         if kind == "ok":
             return Explanation(*answer[1:])
@@ -184,6 +191,30 @@ class ProcessExplainer:
         if kind == "unavailable":
             raise ExplainUnavailable(answer[1])
         raise ServiceError(f"the explainer process failed: {answer[1]}")
+
+    def _ask(self, matrix: np.ndarray, timeout: float, cancelled: threading.Event) -> tuple[Any, ...]:
+        """Send one request to the child and read its answer; kill it when it overstays (lock held)."""
+        child = self._child
+        if child is None or child.poll() is not None or child.stdin is None or child.stdout is None:
+            self._child = None
+            raise ExplainerStartingError("the explainer is starting (loading its model); retry shortly")
+        try:
+            _write(child.stdin, (np.ascontiguousarray(matrix, dtype=np.float64), timeout))
+            give_up = time.monotonic() + timeout + KILL_GRACE_SECONDS
+            while not _wait_readable(child.stdout, 0.05):
+                if cancelled.is_set() or time.monotonic() > give_up:
+                    # It did not stop by itself (or nobody waits any more): kill it.
+                    self._kill(child)
+                    self._child = None
+                    raise ExplainDeadlineError(
+                        f"explanation stopped: its deadline of {timeout:g} s passed; explain fewer rows"
+                    )
+            answer: tuple[Any, ...] = _read(child.stdout)
+            return answer
+        except (OSError, EOFError) as e:
+            self._kill(child)
+            self._child = None
+            raise ServiceError("the explainer process died; a new one is starting") from e
 
     def close(self) -> None:
         """Stop the child, if one runs."""
@@ -207,6 +238,10 @@ def _serve(model: str, version: str, serving_path: str, niceness: int) -> None:
     # Nothing else may write to the pipe the parent reads.
     sys.stdout = sys.stderr
     runtime = load_runtime(model, version, path=serving_path)  # type: ignore[arg-type]
+    # The first explanation builds the explainer (shap's TreeExplainer: seconds): do it now, so
+    # no request's deadline pays for it.
+    with contextlib.suppress(ExplainUnavailable):
+        runtime.explain(np.array([SCHEMA.encode(SCHEMA.example())]))
     _write(stdout, ("ready",))
     while True:
         try:

@@ -1,7 +1,7 @@
 """The runner's guards, in process: schema ranges on rows, bounded explanations, one error body.
 
 The same guards run over real HTTP against real runner processes in
-tests/integration/test_runner_hardening.py.
+tests/integration/test_runner_hardening.py (same guards, real processes).
 """
 
 from __future__ import annotations
