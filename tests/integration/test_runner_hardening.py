@@ -48,16 +48,13 @@ def fleet(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         # Each runner's explainer process loads its own copy of the model after /readyz turns
         # 200 (explanations answer 503 "starting" meanwhile).
         for model in fleet.ports:
-            wait_until(
-                lambda m=model: (
-                    httpx.post(
-                        fleet.url(m) + "/explain", json={"rows": [ROW]}, headers=AUTH, timeout=30
-                    ).status_code
-                    == 200
-                ),
-                timeout=120,
-                interval=0.5,
-            )
+            url = fleet.url(model) + "/explain"
+
+            def explains(url: str = url) -> bool:
+                answer = httpx.post(url, json={"rows": [ROW]}, headers=AUTH, timeout=30)
+                return answer.status_code == 200
+
+            wait_until(explains, timeout=120, interval=0.5)
         yield fleet
     finally:
         fleet.stop()
