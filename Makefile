@@ -29,7 +29,9 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.12)")'
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --quiet --upgrade pip "setuptools>=70.1" wheel
-	$(BIN)/python -m pip install --quiet --quiet -r requirements/dev.lock
+# The lock carries a hash per file: pip refuses anything else. The project itself is a
+# separate step (an editable install has no hash), without its dependencies.
+	$(BIN)/python -m pip install --quiet --quiet --require-hashes -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

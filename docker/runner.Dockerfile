@@ -45,10 +45,16 @@ RUN set -eu; lock="${RUNNER_LOCK}"; \
 
 # ---- dependencies: that lock into a virtual environment -----------------------------------------
 FROM ${PYTHON_IMAGE} AS deps
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 COPY --from=lock /requirements.lock /tmp/requirements.lock
-RUN /opt/venv/bin/pip install --no-deps --requirement /tmp/requirements.lock
+# Hashed lock (--require-hashes); pip's cache is a build cache shared by every image and build,
+# never a layer; a proxy's CA bundle, when the build passes one as the secret pip-ca, is
+# mounted for this step only (scripts/build-images.sh passes the host's bundle).
+RUN --mount=type=cache,id=winemeup-pip,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=pip-ca \
+    set -eu; if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
+    /opt/venv/bin/pip install --no-deps --require-hashes --requirement /tmp/requirements.lock
 
 # ---- model: the exported model imported into a BentoML model store ------------------------------
 FROM deps AS model

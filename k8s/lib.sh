@@ -21,8 +21,11 @@ need() {
 # Image tag of this checkout: the chart's appVersion plus the commit. With uncommitted changes
 # or untracked files (outside build/ and ignored paths) it adds a hash of them, so every edit
 # gets its own tag and `IfNotPresent` can never keep a pod on an older build of the same commit.
+# IMAGE_TAG, when set, is used as it is (a fixed tag such as `e2e`, for runs that must not
+# follow the edits of a shared checkout).
 image_tag() {
   local version sha dirty
+  if [ -n "${IMAGE_TAG:-}" ]; then echo "$IMAGE_TAG"; return; fi
   version="$(awk '/^appVersion:/ {gsub(/"/, "", $2); print $2}' "$repo/charts/winemeup/Chart.yaml")"
   sha="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo local)"
   dirty="$(cd "$repo" && { git diff HEAD --binary 2>/dev/null
@@ -57,3 +60,51 @@ export_is_stale() {
   [ -f "$archive" ] || return 0
   [ -d "$store" ] && [ -n "$(find "$store" -newer "$archive" -name model.yaml -print -quit)" ]
 }
+
+# ---- container engine: docker where a daemon answers, else podman --------------------------------
+# `engine` prints the engine to use (docker|podman), or nothing when none can run here.
+# WINEMEUP_ENGINE=docker|podman forces one. Podman reads k8s/podman/containers.conf (runc, the
+# cgroupfs manager, capped ulimits) unless CONTAINERS_CONF is already set.
+engine() {
+  case "${WINEMEUP_ENGINE:-}" in
+    docker | podman) echo "$WINEMEUP_ENGINE"; return ;;
+    "") ;;
+    *) log "WINEMEUP_ENGINE=$WINEMEUP_ENGINE: expected docker or podman"; return 1 ;;
+  esac
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    echo docker
+  elif command -v podman >/dev/null 2>&1; then
+    echo podman
+  fi
+}
+# `need_engine` sets ENGINE (docker|podman) or exits saying what is missing.
+need_engine() {
+  ENGINE="$(engine)"
+  case "$ENGINE" in
+    docker) ;;
+    podman)
+      export CONTAINERS_CONF="${CONTAINERS_CONF:-$repo/k8s/podman/containers.conf}"
+      if [ "$(id -u)" != 0 ] && ! podman info >/dev/null 2>&1; then
+        log "podman is installed but cannot run as $(id -un) (not root, and rootless podman is not set up: see podman info); run as root or start a Docker daemon"
+        exit 1
+      fi
+      podman info >/dev/null 2>&1 || {
+        log "podman is installed but does not work here (podman info fails; CONTAINERS_CONF=$CONTAINERS_CONF)"
+        exit 1
+      }
+      ;;
+    *)
+      if command -v docker >/dev/null 2>&1; then
+        log "no container engine: the docker CLI is installed but its daemon does not answer (try: docker info), and podman is not installed (Debian: apt-get install podman runc)"
+      else
+        log "no container engine: neither docker nor podman is installed (Debian: apt-get install podman runc, as root)"
+      fi
+      exit 1
+      ;;
+  esac
+  export ENGINE
+}
+# The engine's command line: `run_engine build ...` (ENGINE set by need_engine).
+run_engine() { "$ENGINE" "$@"; }
+# Whether the engine holds image $1 locally.
+image_present() { run_engine image inspect "$1" >/dev/null 2>&1; }

@@ -21,7 +21,7 @@ cd "$here"
 
 compile() {  # compile NAME [extra uv args...]
   local name="$1"; shift
-  "$uv" pip compile --quiet --universal --python-version 3.11 --no-strip-extras \
+  "$uv" pip compile --quiet --universal --python-version 3.11 --no-strip-extras --generate-hashes \
     --custom-compile-command "requirements/compile.sh" \
     "$@" "$name.in" -o "$name.lock"
 }
