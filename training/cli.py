@@ -90,6 +90,13 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     train.add_argument(
         "--no-progress", action="store_true", help="hide the progress bars (logs still go to stderr)"
     )
+    train.add_argument(
+        "--candidate",
+        action="store_true",
+        help="save each model as a candidate version for a rollout: labelled 'rollout: candidate', "
+        "while the store's 'latest' keeps naming the stable version (train it with another --seed, "
+        "or other data with --data-dir --no-verify)",
+    )
 
     accelerate = sub.add_parser(
         "accelerate",
@@ -200,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_DATA_ERROR
-        return _train(settings, args.models, progress=not args.no_progress)
+        return _train(settings, args.models, progress=not args.no_progress, candidate=args.candidate)
     except DataError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_DATA_ERROR
@@ -226,9 +233,19 @@ def _accelerate(settings: TrainingSettings, models: list[str]) -> int:
     return 0 if all(r.passed for r in reports.values()) else EXIT_FAILURE
 
 
-def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool) -> int:
+def _train(
+    settings: TrainingSettings, models: Sequence[str], *, progress: bool, candidate: bool = False
+) -> int:
     # BENTOML_HOME must be set (use_model_store) before anything imports bentoml.
-    from training.store import ModelStoreError, save_model, use_model_store, verify_round_trip
+    from training.store import (
+        CANDIDATE_LABEL,
+        ModelStoreError,
+        keep_stable_latest,
+        latest_version,
+        save_model,
+        use_model_store,
+        verify_round_trip,
+    )
 
     started = time.perf_counter()
     # Data first: a data error must not leave an empty model store behind.
@@ -263,9 +280,15 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
         for result in run.results:
             if not result.saved:
                 continue
+            stable = latest_version(home, result.name) if candidate else None
             tag = save_model(
-                result.name, result.estimator, labels=labels, metadata=model_metadata(result, run)
+                result.name,
+                result.estimator,
+                labels={**labels, CANDIDATE_LABEL: "candidate"} if candidate else labels,
+                metadata=model_metadata(result, run),
             )
+            if candidate:
+                keep_stable_latest(home, result.name, stable)
             verify_round_trip(tag, test_rows, result.test_predictions)
             export_accelerated(
                 read_entry(home, *tag.split(":", 1)), framework_of(result.name), result.estimator, data.X
@@ -290,6 +313,11 @@ def _train(settings: TrainingSettings, models: Sequence[str], *, progress: bool)
     if run.ensembles is not None and run.ensembles.declare is not None:
         print(f"ensembles: {run.ensembles.goal['statement']}")
         print(f"ensemble to declare: {json.dumps(run.ensembles.declare)}")
+    if candidate:
+        print("candidate versions (the store's 'latest' still names the stable ones):")
+        for t in saved:
+            name, _, version = t.partition(":")
+            print(f"  {name}: candidate {version}, stable {latest_version(home, name)}")
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
     print(f"done in {time.perf_counter() - started:.1f} s ({run.mode} mode)")
     return 0

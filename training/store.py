@@ -72,6 +72,29 @@ def save_model(name: str, estimator: Any, *, labels: dict[str, str], metadata: d
     return str(model.tag)
 
 
+CANDIDATE_LABEL = "rollout"
+"""Label of a version saved with ``--candidate`` (value ``candidate``): not the store's ``latest``."""
+
+
+def latest_version(home: Path, name: str) -> str | None:
+    """The version the store's ``latest`` pointer names for ``name`` (None: none saved yet)."""
+    try:
+        return (home / "models" / name / "latest").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def keep_stable_latest(home: Path, name: str, stable: str | None) -> None:
+    """Point ``latest`` back at ``stable`` after saving a candidate.
+
+    BentoML moves ``latest`` to every new save; a candidate must not become what a runner or
+    the router loads when no version is named. The stable version stays ``latest``; the
+    candidate is named by its version (and carries the label ``rollout: candidate``).
+    """
+    if stable is not None:
+        (home / "models" / name / "latest").write_text(stable)
+
+
 def verify_round_trip(tag: str, rows: np.ndarray, expected: np.ndarray) -> None:
     """Load ``tag`` through :func:`winemeup.runtimes.load_runtime` and check it predicts ``expected``.
 
