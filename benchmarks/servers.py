@@ -113,6 +113,8 @@ class BenchServers:
             "WINEMEUP_ROUTER_MODELS": ",".join(self.models),
             "WINEMEUP_ROUTER_DEFAULT_MODEL": "lightgbm",
             "WINEMEUP_ROUTER_LOG_LEVEL": "warning",
+            # One key drives thousands of requests a second here: the per-key budget is not measured.
+            "WINEMEUP_ROUTER_RATE_LIMIT_ENABLED": "false",
             "WINEMEUP_ROUTER_INLINE_THREADS": str(self.settings.batch_threads),
             "WINEMEUP_ROUTER_PORT": str(port),
         }

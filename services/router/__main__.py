@@ -10,6 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from services.router.app import create_app
+from services.router.request_log import RequestIdFilter
 from services.router.settings import RouterSettings
 
 
@@ -30,8 +31,11 @@ def main() -> int:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(settings.inline_threads)
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -44,6 +48,9 @@ def main() -> int:
         date_header=False,
         log_level=settings.log_level.lower(),
         timeout_keep_alive=75,
+        # Beyond this many connections and requests at once uvicorn answers 503 at once,
+        # instead of queueing without bound.
+        limit_concurrency=settings.limit_concurrency,
     )
     return 0
 

@@ -1,32 +1,35 @@
-"""The router's parts built from its settings: cache, shared records, models and registry.
+"""The router's parts built from its settings, put together as the data plane.
 
-The one place that chooses implementations (Redis or memory, inline or runner); the HTTP
-adapter receives what this builds.
+The one place that chooses implementations (Redis or memory, inline or runner); the protocol
+codecs receive the :class:`~services.router.dataplane.DataPlane` this builds.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from services.router.cache import MemoryCache, PredictionCache, TieredCache
+from services.router.dataplane import DataPlane, Limits
 from services.router.drift import DriftMonitor
 from services.router.ensemble import build_ensembles
 from services.router.explain import Explainer, ExplanationCache
 from services.router.lru import MemoryLRU
 from services.router.model_insight import ModelInsight
-from services.router.models import InlineModel, RunnerClient, RunnerModel, ServedModel
+from services.router.models import InlineModel, ServedModel
 from services.router.policies import PolicyError
+from services.router.predictor import Predictor
 from services.router.redis_cache import RedisCache
 from services.router.redis_connection import redis_client
 from services.router.redis_records import RedisRecords
 from services.router.registry import ModelRegistry
 from services.router.runner_session import RecyclingSession
+from services.router.runners import RunnerClient, RunnerModel
 from services.router.settings import RouterSettings
-from services.router.shared_state import MemoryRecords, SharedRecords
+from services.router.shared_state import MemoryRecords, RecordPoller, SharedRecords
+from services.router.traffic import Traffic
 from winemeup.runtimes import load_runtime
 
 
@@ -83,28 +86,6 @@ def build_shared_records(s: RouterSettings) -> SharedRecords:
     return RedisRecords(url, s.redis_timeout_seconds, _secret(s.redis_password), ca)
 
 
-@dataclass
-class Components:
-    """What the HTTP adapter serves with; ``close()`` releases it all but the registry's models."""
-
-    cache: PredictionCache
-    registry: ModelRegistry
-    session: Any = None
-    insight: ModelInsight | None = None
-    explainer: Explainer | None = None
-    drift: DriftMonitor | None = None
-
-    async def close(self) -> None:
-        """Close the runner session and the caches (the registry is closed by its owner)."""
-        if self.drift is not None:
-            await self.drift.stop()
-        if self.session is not None:
-            await self.session.close()
-        await self.cache.close()
-        if self.explainer is not None:
-            await self.explainer.cache.close()
-
-
 def _runner_session() -> Any:
     import aiohttp
 
@@ -122,7 +103,9 @@ def build_models(s: RouterSettings, session: Any) -> list[ServedModel]:
     )
     for name in s.models:
         if s.placement_of(name) == "runner":
-            client = RunnerClient(session, s.runner_urls[name], s.runner_timeout_seconds)
+            client = RunnerClient(
+                session, s.runner_urls[name], s.runner_timeout_seconds, _secret(s.runner_token)
+            )
             models.append(
                 RunnerModel(
                     name,
@@ -156,24 +139,34 @@ def served_models(s: RouterSettings, session: Any) -> list[ServedModel]:
         raise ValueError(f"WINEMEUP_ROUTER_ENSEMBLES: {e}") from e
 
 
-def build(s: RouterSettings) -> Components:
-    """Cache, runner session, models and registry for ``s`` (call inside the event loop)."""
+def build(s: RouterSettings) -> DataPlane:
+    """The data plane for ``s``: cache, runner session, models, registry, traffic, insight, drift.
+
+    Nothing here needs a running event loop (the runner session opens on first use), so the
+    application is complete from its construction; ``DataPlane.start`` starts the background work.
+    """
     session = None
     if any(s.placement_of(m) == "runner" for m in s.models):
         # Renewed by age so that runner pods added by a scale-out get connections too.
         session = RecyclingSession(
             _runner_session, s.runner_connection_max_age_seconds, s.runner_timeout_seconds + 1.0
         )
-    registry = ModelRegistry(
-        served_models(s, session), s.default_model, build_shared_records(s), s.default_sync_seconds
-    )
-    return Components(
-        build_cache(s),
+    records = build_shared_records(s)
+    registry = ModelRegistry(served_models(s, session), s.default_model, records)
+    cache = build_cache(s)
+    predictor = Predictor(cache)
+    traffic = Traffic(registry, predictor, {"splits": s.splits, "shadows": s.shadows}, s.shadow_max_inflight)
+    return DataPlane(
         registry,
-        session,
+        traffic,
+        predictor,
+        cache,
         ModelInsight(s.runner_timeout_seconds),
         Explainer(build_explanation_cache(s), s.explain_timeout_seconds),
         DriftMonitor(s.drift_window_rows, s.drift_interval_seconds, s.drift_psi_threshold, s.drift_enabled),
+        RecordPoller(records, s.default_sync_seconds),
+        Limits(s.batch_max_rows, s.explain_max_rows, s.explain_max_inflight, s.explain_retry_seconds),
+        closers=[session.close] if session is not None else [],
     )
 
 

@@ -96,6 +96,25 @@ EXPLAIN_CACHE = Counter(
     ["result"],
     registry=REGISTRY,
 )
+RUNNER_INFLIGHT = Gauge(
+    "winemeup_router_runner_inflight_requests",
+    "Requests of this router waiting on a model's runner (queued for a call or in one); "
+    "the autoscaling rule sums it over router pods.",
+    ["model"],
+    registry=REGISTRY,
+)
+EXPLAIN_REFUSED = Counter(
+    "winemeup_router_explain_refused_total",
+    "Explain requests refused with 429 because the model's explanations in flight were at their bound.",
+    ["model"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "winemeup_router_rate_limited_total",
+    "Requests refused with 429 because their API key was over its budget, by key class.",
+    ["key_class"],
+    registry=REGISTRY,
+)
 DRIFT_PSI = Gauge(
     "winemeup_router_drift_psi",
     "Population stability index of the served-rows window against the training bins, per measurement "
@@ -204,6 +223,45 @@ SHADOW_ERRORS = Counter(
     registry=REGISTRY,
 )
 SHADOW_INFLIGHT = Gauge("winemeup_router_shadow_inflight", "Shadow calls running now.", registry=REGISTRY)
+# ---- rollouts (a candidate version beside the stable one) ---------------------------------------
+ROLLOUT_CANDIDATE_PERCENT = Gauge(
+    "winemeup_router_rollout_candidate_percent",
+    "Share of a model's wines its candidate version answers at the rollout's step (0 in shadow "
+    "and after a roll back, 100 once promoted).",
+    ["model"],
+    registry=REGISTRY,
+)
+ROLLOUT_PHASE = Gauge(
+    "winemeup_router_rollout_phase",
+    "1 for the phase a model's rollout is in (running, promoted, rolled_back).",
+    ["model", "phase"],
+    registry=REGISTRY,
+)
+ROLLOUT_DECISION = Gauge(
+    "winemeup_router_rollout_decision",
+    "1 for the gate's last decision at the current step (hold, advance, promote, rollback).",
+    ["model", "decision"],
+    registry=REGISTRY,
+)
+ROLLOUT_FIGURE = Gauge(
+    "winemeup_router_rollout_figure",
+    "The gate's figures at the current step over every replica (winesCompared, "
+    "meanAbsScoreDifference, gradeAgreement, candidateErrorRate, p99LatencyRatio).",
+    ["model", "figure"],
+    registry=REGISTRY,
+)
+ROLLOUT_FALLBACKS = Counter(
+    "winemeup_router_rollout_fallbacks_total",
+    "Requests whose candidate rows failed and were answered by the stable version instead.",
+    ["model"],
+    registry=REGISTRY,
+)
+ROLLOUT_COMPARISONS_SHED = Counter(
+    "winemeup_router_rollout_comparisons_shed_total",
+    "Comparisons (the other version scoring served wines) dropped because too many were running.",
+    ["model"],
+    registry=REGISTRY,
+)
 RUNNER_CONNECTIONS_RECYCLED = Counter(
     "winemeup_router_runner_connections_recycled_total",
     "Kept-alive runner connections closed for reaching runner_connection_max_age_seconds.",

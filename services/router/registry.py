@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from services.router import metrics
 from services.router.models import READY, ServedModel
-from services.router.shared_state import SharedRecords
+from services.router.shared_state import Record, SharedRecords
 from winemeup.errors import NotReady, UnknownModel
 from winemeup.schema import FieldError
 
@@ -32,7 +32,7 @@ DEFAULT_RECORD = "default-model"
 
 
 class TrafficPolicy(Protocol):
-    """How a served name resolves to a model per request (issue 11: canary split, shadow).
+    """How a served name resolves to a model per request (a canary split, a shadow).
 
     A policy is registered under a served name with :meth:`ModelRegistry.set_policy`; without
     one, a name resolves to the model of that name.
@@ -61,7 +61,6 @@ class ModelRegistry:
         models: Iterable[ServedModel],
         configured_default: str,
         shared: SharedRecords,
-        sync_seconds: float = 1.0,
     ):
         self._models: dict[str, ServedModel] = {m.name: m for m in models}
         if configured_default not in self._models:
@@ -69,7 +68,6 @@ class ModelRegistry:
         self.configured_default = configured_default
         self.default = configured_default
         self.shared = shared
-        self.sync_seconds = sync_seconds
         self.policies: dict[str, TrafficPolicy] = {}
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -156,34 +154,30 @@ class ModelRegistry:
         shared = self.shared.shared and await self.shared.write(DEFAULT_RECORD, record)
         return DefaultSwap(model, previous, shared)
 
-    async def sync_default(self) -> None:
+    def adopt_default(self, record: Record) -> None:
         """Adopt the default model another replica swapped to, if it was swapped from our config."""
-        record = await self.shared.read(DEFAULT_RECORD)
-        if record is None:
-            return
         name, configured = record.get("model"), record.get("configured")
         if configured == self.configured_default and isinstance(name, str) and name in self._models:
             self._apply_default(name, "swapped on another replica")
 
-    async def _sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_seconds)
-            try:
-                await self.sync_default()
-            except Exception:  # a sync bug must not end syncing
-                logger.exception("syncing the default model failed")
+    async def sync_default(self) -> None:
+        """Read the shared default record once and adopt it (the poller does this periodically)."""
+        record = await self.shared.read(DEFAULT_RECORD)
+        if record is not None:
+            self.adopt_default(record)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self, warm_all: bool = False) -> None:
-        """Start the models' background work, warm the default (or all), follow the shared default."""
+        """Start the models' background work, warm the default (or all).
+
+        The shared default record is followed by the one poller of shared records
+        (:class:`~services.router.shared_state.RecordPoller`) through :meth:`adopt_default`.
+        """
         for model in self._models.values():
             await model.start()
         metrics.set_default_model(self.default, self.names)
         self._spawn(self._warm(warm_all))
-        if self.shared.shared:
-            await self.sync_default()
-            self._spawn(self._sync_loop())
 
     async def _warm(self, warm_all: bool) -> None:
         await self._models[self.default].warm()

@@ -35,13 +35,15 @@ class RecyclingSession:
         self.max_age = max_age_seconds
         self.drain_seconds = drain_seconds
         self._clock = clock
-        self._session = factory()
+        self._session: Any = None  # opened on first use, inside the event loop
         self._born = clock()
         self._draining: dict[Any, asyncio.Task[None]] = {}
         self.recycled = 0
 
     def _current(self) -> Any:
-        if self.max_age > 0 and self._clock() - self._born >= self.max_age:
+        if self._session is None:
+            self._session, self._born = self._factory(), self._clock()
+        elif self.max_age > 0 and self._clock() - self._born >= self.max_age:
             old, self._session, self._born = self._session, self._factory(), self._clock()
             self.recycled += 1
             metrics.RUNNER_CONNECTIONS_RECYCLED.inc()
@@ -65,4 +67,5 @@ class RecyclingSession:
             task.cancel()
             await old.close()
         self._draining.clear()
-        await self._session.close()
+        if self._session is not None:
+            await self._session.close()

@@ -13,14 +13,9 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from winemeup.runtimes import MODEL_NAMES
+from winemeup.settings import split_csv as _split_csv
 
 Placement = Literal["inline", "runner"]
-
-
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class RouterSettings(BaseSettings):
@@ -163,6 +158,66 @@ class RouterSettings(BaseSettings):
         gt=0,
         description="Most shadow calls running at once; beyond it shadow calls are shed and counted.",
     )
+    candidates: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='Candidate versions served beside the stable ones, JSON: {"lightgbm": {"version": '
+        '"<store version>", "url": "http://127.0.0.1:3011"}}; with a url a runner serving that version, '
+        "without one the version is loaded inline from the model store.",
+    )
+    rollouts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Rollouts of candidates at start-up, JSON: {"lightgbm": {"steps": ["shadow", 10, 50, '
+        '100], "auto": true, "gate": {"maxMeanAbsScoreDifference": 0.25}}}; changed with PUT /v1/rollouts.',
+    )
+    rollout_interval_seconds: float = Field(
+        1.0, gt=0, description="How often the rollout gate merges every replica's figures and decides."
+    )
+    runner_token: SecretStr | None = Field(
+        None,
+        description="Shared secret sent as X-WineMeUp-Runner-Token on every call to a runner "
+        "(the runners' WINEMEUP_RUNNER_TOKEN); unset sends none.",
+    )
+    explain_max_rows: int = Field(
+        100,
+        gt=0,
+        description="Most instances one explain request may carry (explaining costs up to 0.5 s a row).",
+    )
+    explain_max_inflight: int = Field(
+        2,
+        gt=0,
+        description="Explanations running at once per model on this replica; beyond it 429 with Retry-After.",
+    )
+    explain_retry_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Retry-After of a 429 answered because a model's explanations are at their bound.",
+    )
+    rate_limit_enabled: bool = Field(
+        True, description="Limit each API key's requests and rows per second (token buckets)."
+    )
+    rate_limits: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            "user": {
+                "requests_per_second": 200.0,
+                "request_burst": 400.0,
+                "rows_per_second": 20_000.0,
+                "row_burst": 40_000.0,
+            },
+            "admin": {
+                "requests_per_second": 1_000.0,
+                "request_burst": 2_000.0,
+                "rows_per_second": 100_000.0,
+                "row_burst": 200_000.0,
+            },
+        },
+        description='Budget per key class, JSON: {"user": {"requests_per_second", "request_burst", '
+        '"rows_per_second", "row_burst"}, "admin": {...}}; shared between replicas through Redis.',
+    )
+    limit_concurrency: int = Field(
+        1_000,
+        gt=0,
+        description="Most connections and requests uvicorn handles at once; beyond it it answers 503.",
+    )
     runner_connection_max_age_seconds: float = Field(
         30.0,
         ge=0,
@@ -175,6 +230,16 @@ class RouterSettings(BaseSettings):
     def _models_csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        needed = {"requests_per_second", "request_burst", "rows_per_second", "row_burst"}
+        for key_class in ("user", "admin"):
+            budget = value.get(key_class)
+            if budget is None or set(budget) != needed or min(budget.values()) <= 0:
+                raise ValueError(f"rate_limits.{key_class} must hold positive {', '.join(sorted(needed))}")
+        return value
+
     @model_validator(mode="after")
     def _check_models(self) -> RouterSettings:
         unknown = [m for m in [*self.models, *self.placements, *self.runner_urls] if m not in MODEL_NAMES]
@@ -186,6 +251,14 @@ class RouterSettings(BaseSettings):
         missing = [m for m in self.models if self.placement_of(m) == "runner" and m not in self.runner_urls]
         if missing:
             raise ValueError(f"runner-placed models without a runner_urls entry: {missing}")
+        for name, candidate in self.candidates.items():
+            if name not in self.models:
+                raise ValueError(f"candidates.{name}: not among models {self.models}")
+            if not candidate.get("version") or set(candidate) - {"version", "url"}:
+                raise ValueError(f'candidates.{name}: must be {{"version": <version>, "url"?: <runner URL>}}')
+        stray = [m for m in self.rollouts if m not in self.candidates]
+        if stray:
+            raise ValueError(f"rollouts of models without a candidate: {stray}")
         return self
 
     def placement_of(self, model: str) -> Placement:

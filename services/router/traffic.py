@@ -9,9 +9,10 @@
   scores and whether the grades agree are metrics.
 
 Policies come from the settings at start-up and change at runtime (``PUT /v1/traffic``). A
-change is written to the shared record ``traffic-policies`` that every replica polls, the way
-the hot-swapped default is shared; a record made over other configured policies is ignored,
-so a deploy that changes them is not overridden by an older runtime change. An invalid
+change is written to the shared record ``traffic-policies`` that every replica follows (through
+the one :class:`~services.router.shared_state.RecordPoller`), as the hot-swapped default is;
+a record made over other configured policies is ignored, so a deploy that changes them is not
+overridden by an older runtime change. An invalid
 change raises :class:`~services.router.policies.PolicyError` naming the field and keeps the
 policies in force.
 """
@@ -33,6 +34,7 @@ from services.router.models import ServedModel
 from services.router.policies import PolicyError, Shadow, Split, TrafficRule
 from services.router.predictor import Predictor
 from services.router.registry import ModelRegistry
+from services.router.shared_state import Record
 from services.router.validation import orjson_object
 from winemeup.errors import ValidationFailed
 from winemeup.schema import FieldError, quality_grade
@@ -219,17 +221,14 @@ class Traffic:
         predictor: Predictor,
         configured: Mapping[str, Any],
         max_inflight: int = 64,
-        sync_seconds: float = 1.0,
     ):
         self.registry = registry
         self.predictor = predictor
         self.shadows_running = ShadowDispatcher(predictor, max_inflight)
-        self.sync_seconds = sync_seconds
         splits, shadows = parse_policies(configured, registry.names)
         self.splits: Splits = splits or {}
         self.shadows: Shadows = shadows or {}
         self.configured = _fingerprint(as_document(self.splits, self.shadows))
-        self._sync_task: asyncio.Task[None] | None = None
         self.served_rows: dict[str, dict[str, int]] = {}
         self._publish()
 
@@ -296,10 +295,9 @@ class Traffic:
         except PolicyError as e:
             raise ValidationFailed([FieldError(e.field, e.problem)]) from e
 
-    async def sync(self) -> None:
+    def adopt(self, record: Record) -> None:
         """Adopt the policies another replica set, if they were set over our configured ones."""
-        record = await self.registry.shared.read(TRAFFIC_RECORD)
-        if record is None or record.get("configured") != self.configured:
+        if record.get("configured") != self.configured:
             return
         try:
             splits, shadows = parse_policies(
@@ -311,24 +309,14 @@ class Traffic:
             return
         self._apply(splits, shadows, "changed on another replica")
 
-    async def _sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_seconds)
-            try:
-                await self.sync()
-            except Exception:  # a sync bug must not end syncing
-                logger.exception("syncing the traffic policies failed")
-
-    async def start(self) -> None:
-        """Adopt the shared policies now and follow them (only when records are shared)."""
-        if self.registry.shared.shared:
-            await self.sync()
-            self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
+    async def sync(self) -> None:
+        """Read the shared policies once and adopt them (the poller does this periodically)."""
+        record = await self.registry.shared.read(TRAFFIC_RECORD)
+        if record is not None:
+            self.adopt(record)
 
     async def close(self) -> None:
-        """Stop syncing; wait for running shadow calls."""
-        if self._sync_task is not None:
-            self._sync_task.cancel()
+        """Wait for running shadow calls."""
         await self.shadows_running.drain()
 
     # ---- serving ----------------------------------------------------------------------------
@@ -357,6 +345,15 @@ class Traffic:
         if mask.any():
             served = np.asarray(scores, dtype=np.float64).reshape(-1)
             self.shadows_running.submit(shadow, target, rows[mask], served[mask])
+
+    async def predict_one(self, model: ServedModel, row: list[float]) -> RoutedResult:
+        """The score of one row sent to ``model``'s name: through its split, then its shadow."""
+        name = self.choose_one(model.name, row) if self.splits else model.name
+        served = model if name == model.name else self.registry.resolve(name)
+        score, version, cached = await self.predictor.predict_one(served, row)
+        if self.shadows:
+            self.shadow(served.name, np.array((row,), dtype=np.float64), (score,))
+        return RoutedResult([score], [cached], served.name, version)
 
     async def predict_many(self, model: ServedModel, matrix: np.ndarray) -> RoutedResult:
         """Scores of ``matrix`` sent to ``model``'s name: through its split (one call per model)."""

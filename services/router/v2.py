@@ -1,9 +1,9 @@
-"""The Open Inference Protocol ("V2") REST routes, beside ``/v1``: a thin adapter.
+"""The Open Inference Protocol ("V2") REST routes, beside ``/v1``: a codec over the data plane.
 
-Same keys, same cache, same predictor and traffic policies as ``/v1``: an infer request is
-decoded by :mod:`~services.router.oip` into the feature matrix and scored by
-:meth:`~services.router.traffic.Traffic.predict_many`, exactly as ``POST /v1/predict/batch``
-is. Errors are answered with the protocol's ``{"error": "<string>"}`` body (400, 404, 503).
+Same keys, same cache, same limits, traffic policies and drift window as ``/v1``: an infer
+request is decoded by :mod:`~services.router.oip` into the feature matrix, handed to
+:meth:`~services.router.dataplane.DataPlane.predict`, and its result encoded back. Errors are
+answered with the protocol's ``{"error": "<string>"}`` body (400, 404, 413, 422, 429, 503).
 
 Routes (health routes need no key, the others the ordinary one):
 
@@ -14,23 +14,22 @@ Routes (health routes need no key, the others the ordinary one):
 A request naming a version is answered by that model itself (no canary split), and only when
 the model serves that version: another version is a 404 naming the served one.
 
-Extra outputs: :meth:`OpenInference.add_outputs` registers outputs computed beside the score
-(for example prediction intervals), answered when a request names them or when the hook's
-``wanted(request)`` says so.
+Prediction intervals are two extra outputs, ``interval_low`` and ``interval_high`` (FP64):
+asked with the parameter ``interval`` (0.8 or 0.9, the levels training calibrates), or by
+naming the outputs (then at 0.9). The bounds are those of ``"interval"`` on ``/v1/predict``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import orjson
 
 import winemeup
-from services.router import metrics
-from services.router.models import READY, ServedModel
+from services.router.dataplane import DataPlane
+from services.router.http import Handler, Request, Response, Route
 from services.router.oip import (
     HEADER_LENGTH,
     InferRequest,
@@ -40,73 +39,18 @@ from services.router.oip import (
     model_metadata,
     parse_infer,
 )
-from services.router.registry import ModelRegistry
-from services.router.traffic import Traffic
-from winemeup.errors import NotReady, ServiceError, UnknownModel
+from winemeup.errors import NotReady, ServiceError
 from winemeup.schema import quality_grade
 
 SERVER_NAME = "winemeup"
 EXTENSIONS = ["binary_tensor_data"]
 _HEADER_LENGTH = HEADER_LENGTH.encode()
-
-
-@dataclass(slots=True)
-class Answer:
-    """Status, body, content type and extra headers of one V2 answer."""
-
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
-class _Request(Protocol):
-    scope: dict[str, Any]
-    receive: Callable[[], Awaitable[dict[str, Any]]]
-    headers: dict[bytes, bytes]
-    model_label: str
-    placement: str
-
-
-class _Server(Protocol):
-    """What the routes need of the router: resolved lazily, after start-up."""
-
-    registry: ModelRegistry | None
-    traffic: Traffic | None
-
-    async def read_body(self, request: Any) -> bytes:
-        """The raw body, uncompressed and within the size limit (ServiceError 415/413 otherwise)."""
-        ...
-
-
-@dataclass(frozen=True)
-class InferContext:
-    """What an extra-output hook sees: the request, the model that answered, rows and scores."""
-
-    request: InferRequest
-    model: ServedModel
-    version: str
-    rows: np.ndarray
-    scores: np.ndarray
-    served_by: str = ""
-    """The model that served the rows (the one serving most of them when a split spread them)."""
-    models: list[str] | None = None
-    """The model of each row, when a split spread the rows over more than one model."""
-    versions: dict[str, str] | None = None
-    """The version of each model in ``models``."""
-
-
-@dataclass(frozen=True)
-class ExtraOutputs:
-    """Outputs beside score and quality, computed by ``compute`` when asked for."""
-
-    names: tuple[str, ...]
-    compute: Callable[[InferContext], Awaitable[Mapping[str, tuple[str, np.ndarray]]]]
-    """Values by output name: (datatype FP64|FP32|INT32, one value per row)."""
-    wanted: Callable[[InferRequest], bool] = field(default=lambda request: False)
-    """True when a request that names no outputs should get these too (e.g. a parameter asks)."""
-    metadata: list[dict[str, Any]] = field(default_factory=list)
-    """Their entries in the model metadata's ``outputs``."""
+INTERVAL_OUTPUTS = ("interval_low", "interval_high")
+DEFAULT_LEVEL = 0.9
+_INTERVAL_METADATA = [
+    {"name": name, "datatype": "FP64", "shape": [-1], "parameters": {"asked_by": "parameter interval"}}
+    for name in INTERVAL_OUTPUTS
+]
 
 
 def match(path: str) -> tuple[str, dict[str, str]] | None:
@@ -132,20 +76,53 @@ def match(path: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def interval_level(request: InferRequest) -> float | None:
+    """The interval level a request asks for (parameter ``interval``, or 0.9 when it names the
+    outputs); None when it asks for none. Adds the interval outputs a parameter asked for."""
+    asked = {o.name for o in request.outputs} & set(INTERVAL_OUTPUTS)
+    wanted = not request.outputs_named and request.parameters.get("interval") is not None
+    if not (asked or wanted):
+        return None
+    value = request.parameters.get("interval", DEFAULT_LEVEL)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(
+            f"parameter 'interval' must be a coverage level such as 0.8 or 0.9, got {value!r}"
+        )
+    if wanted:
+        binary = any(o.binary for o in request.outputs)
+        request.outputs.extend(RequestedOutput(n, binary) for n in INTERVAL_OUTPUTS)
+    return float(value)
+
+
+def protocol_error(e: ProtocolError | ServiceError) -> Response:
+    """The protocol's error answer: ``{"error": "<string>"}`` (with the error's headers)."""
+    headers = e.headers() if isinstance(e, ServiceError) else []
+    return Response(e.status, orjson.dumps({"error": e.message}), headers=headers)
+
+
+def _protocol(handler: Callable[[Request], Awaitable[Response]]) -> Handler:
+    """A V2 handler whose errors are answered in the protocol's ``{"error": "..."}`` shape."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except (ProtocolError, ServiceError) as e:
+            return protocol_error(e)
+
+    handle.__doc__ = handler.__doc__
+    handle.__name__ = handler.__name__
+    return handle
+
+
 class OpenInference:
-    """The V2 route handlers over the router's registry and traffic policies."""
+    """The V2 route handlers over the data plane."""
 
-    def __init__(self, server: _Server):
-        self.server = server
-        self.extras: list[ExtraOutputs] = []
+    def __init__(self, plane: DataPlane):
+        self.plane = plane
 
-    def add_outputs(self, extra: ExtraOutputs) -> None:
-        """Answer ``extra.names`` too (see :class:`ExtraOutputs`)."""
-        self.extras.append(extra)
-
-    def routes(self) -> list[tuple[str, str, Callable[[Any], Awaitable[Answer]], str]]:
-        """(method, template, handler, auth) of every V2 route."""
-        return [
+    def routes(self) -> list[Route]:
+        """Every V2 route (templated paths are matched by :func:`match`)."""
+        table = [
             ("GET", "/v2/health/live", self.live, "open"),
             ("GET", "/v2/health/ready", self.ready, "open"),
             ("GET", "/v2", self.server_metadata, "user"),
@@ -156,137 +133,87 @@ class OpenInference:
             ("POST", "/v2/models/{name}/infer", self.infer, "user"),
             ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer, "user"),
         ]
-
-    # ---- helpers ----------------------------------------------------------------------------
-
-    @property
-    def registry(self) -> ModelRegistry:
-        assert self.server.registry is not None
-        return self.server.registry
-
-    def _model(self, request: _Request) -> ServedModel:
-        name = request.scope["path_params"]["name"]
-        try:
-            model = self.registry.resolve(name)
-        except UnknownModel:
-            request.model_label = "unknown"
-            raise ProtocolError(
-                f"unknown model '{name}'; this router serves {', '.join(self.registry.names)}", 404
-            ) from None
-        request.model_label = model.name
-        return model
-
-    async def _version(self, request: _Request, model: ServedModel) -> str:
-        """The served version; a 404 naming it when the request asks for another."""
-        served = await model.ensure_ready()
-        asked = request.scope["path_params"].get("version")
-        if asked is not None and asked != served:
-            raise ProtocolError(
-                f"model '{model.name}' version '{asked}' is not served; the served version is '{served}'", 404
+        return [
+            Route(
+                method,
+                path,
+                _protocol(handler),
+                auth,
+                tag="open inference protocol",
+                rows=path.endswith("infer"),
             )
-        return served
+            for method, path, handler, auth in table
+        ]
 
     @staticmethod
-    def _json(doc: Any, status: int = 200) -> Answer:
-        return Answer(status, orjson.dumps(doc))
+    def _json(doc: Any, status: int = 200) -> Response:
+        return Response(status, orjson.dumps(doc))
 
-    # ---- routes -----------------------------------------------------------------------------
-
-    async def live(self, request: _Request) -> Answer:
+    async def live(self, request: Request) -> Response:
         """Liveness: the process answers."""
         return self._json({"live": True})
 
-    async def ready(self, request: _Request) -> Answer:
+    async def ready(self, request: Request) -> Response:
         """Readiness: the default model can be served by this pod (as ``/readyz``)."""
         try:
-            self.registry.default_ready()
+            self.plane.default_ready()
         except NotReady as e:
             return self._json({"error": e.message}, 503)
         return self._json({"ready": True})
 
-    async def server_metadata(self, request: _Request) -> Answer:
+    async def server_metadata(self, request: Request) -> Response:
         """Server name, version and protocol extensions."""
         return self._json({"name": SERVER_NAME, "version": winemeup.__version__, "extensions": EXTENSIONS})
 
-    async def metadata(self, request: _Request) -> Answer:
+    async def metadata(self, request: Request) -> Response:
         """Model metadata: inputs (both layouts), outputs, version; members of an ensemble; its split."""
-        model = self._model(request)
-        version = await self._version(request, model)
-        doc = model_metadata(model.name, version, model.framework or model.placement)
-        for extra in self.extras:
-            doc["outputs"].extend(extra.metadata)
-        members = getattr(getattr(model, "spec", None), "members", None)
-        if members is not None:
-            doc["parameters"]["members"] = dict(members)
-            doc["parameters"]["on_member_down"] = model.spec.on_member_down  # type: ignore[attr-defined]
-        traffic = self.server.traffic
-        if traffic is not None and model.name in traffic.splits:
-            doc["parameters"]["split"] = traffic.splits[model.name].as_dict()
+        params = request.path_params
+        view = await self.plane.model(params["name"], params.get("version"), request.labels)
+        doc = model_metadata(view.name, view.version or "", view.platform)
+        doc["outputs"].extend(_INTERVAL_METADATA)
+        if view.members is not None:
+            doc["parameters"]["members"] = view.members
+            doc["parameters"]["on_member_down"] = view.on_member_down
+        if view.split is not None:
+            doc["parameters"]["split"] = view.split
         return self._json(doc)
 
-    async def model_ready(self, request: _Request) -> Answer:
+    async def model_ready(self, request: Request) -> Response:
         """200 when the model can answer now, else 503 with the reason."""
-        model = self._model(request)
-        if model.status != READY:
-            return self._json({"error": f"model '{model.name}' is {model.status}: {model.reason}"}, 503)
-        await self._version(request, model)
-        return self._json({"name": model.name, "ready": True})
+        params = request.path_params
+        state = self.plane.model_state(params["name"], request.labels)
+        if state.status != "ready":
+            return self._json({"error": f"model '{state.name}' is {state.status}: {state.reason}"}, 503)
+        await self.plane.model(params["name"], params.get("version"), request.labels)
+        return self._json({"name": state.name, "ready": True})
 
-    async def infer(self, request: _Request) -> Answer:
+    async def infer(self, request: Request) -> Response:
         """Score the wines of an infer request (JSON or binary tensor data, either input layout)."""
-        model = self._model(request)
-        request.placement = model.placement
-        pinned = "version" in request.scope["path_params"]
-        if pinned:
-            await self._version(request, model)
-        header = request.headers.get(_HEADER_LENGTH)
-        names = tuple(n for extra in self.extras for n in extra.names)
-        body = await self.server.read_body(request)
-        decoded = parse_infer(body, header.decode() if header else None, names)
-        rows = decoded.rows
-        metrics.BATCH_ROWS.observe(rows.shape[0])
-        traffic = self.server.traffic
-        assert traffic is not None
-        if pinned:  # a named version is that model's own answer, never a canary's
-            plain = await traffic.predictor.predict_many(model, rows)
-            scores, version, served_by = plain.scores, plain.version, model.name
-            models, versions = None, None
-            parameters: dict[str, Any] = {}
+        params = request.path_params
+        # The name (and a named version) first: a 404 whatever the body holds.
+        if "version" in params:
+            await self.plane.model(params["name"], params["version"], request.labels)
         else:
-            routed = await traffic.predict_many(model, rows)
-            scores, version, served_by = routed.scores, routed.version, routed.model
-            models, versions = routed.models, routed.versions
-            parameters = {"served_by": routed.models} if routed.models else {}
-        score_array = np.asarray(scores, dtype=np.float64)
-        quality = np.array([quality_grade(s) for s in scores], dtype=np.int32)
-        context = InferContext(decoded, model, version, rows, score_array, served_by, models, versions)
-        extra_values = await self._extras(decoded, context)
-        if served_by != model.name:
-            parameters["model"] = served_by
-        body, json_length = encode_infer(
-            decoded, model.name, version, score_array, quality, extra_values, parameters
+            self.plane.model_state(params["name"], request.labels)
+        header = request.headers.get(_HEADER_LENGTH)
+        body = await request.body()
+        decoded = parse_infer(body, header.decode() if header else None, INTERVAL_OUTPUTS)
+        level = interval_level(decoded)
+        p = await self.plane.predict(
+            params["name"], decoded.rows, request.labels, params.get("version"), level, field_name="inputs"
         )
+        scores = np.asarray(p.scores, dtype=np.float64)
+        quality = np.array([quality_grade(s) for s in p.scores], dtype=np.int32)
+        extra: dict[str, tuple[str, np.ndarray]] = {}
+        if p.low is not None and p.high is not None:
+            extra = {
+                "interval_low": ("FP64", np.asarray(p.low)),
+                "interval_high": ("FP64", np.asarray(p.high)),
+            }
+        parameters: dict[str, Any] = {"served_by": p.models} if p.models else {}
+        if p.served_by != p.model:
+            parameters["model"] = p.served_by
+        body, json_length = encode_infer(decoded, p.model, p.version, scores, quality, extra, parameters)
         if json_length is None:
-            return Answer(200, body)
-        return Answer(200, body, b"application/octet-stream", [(_HEADER_LENGTH, str(json_length).encode())])
-
-    async def _extras(
-        self, decoded: InferRequest, context: InferContext
-    ) -> dict[str, tuple[str, np.ndarray]]:
-        values: dict[str, tuple[str, np.ndarray]] = {}
-        requested = {o.name for o in decoded.outputs}
-        for extra in self.extras:
-            asked = requested & set(extra.names)
-            wanted = not decoded.outputs_named and extra.wanted(decoded)
-            if not (asked or wanted):
-                continue
-            values.update(await extra.compute(context))
-            if wanted:
-                binary = any(o.binary for o in decoded.outputs)
-                decoded.outputs.extend(RequestedOutput(n, binary) for n in extra.names if n not in requested)
-        return values
-
-
-def protocol_error(e: ProtocolError | ServiceError) -> Answer:
-    """The protocol's error answer: ``{"error": "<string>"}``."""
-    return Answer(e.status, orjson.dumps({"error": e.message}))
+            return Response(200, body)
+        return Response(200, body, b"application/octet-stream", [(_HEADER_LENGTH, str(json_length).encode())])

@@ -10,8 +10,9 @@ import pytest
 
 from services.router.cache import MemoryCache, PredictionCache
 from services.router.lru import MemoryLRU
-from services.router.models import READY, MicroBatcher, ServedModel
+from services.router.models import READY, ServedModel
 from services.router.predictor import Predictor
+from services.router.runners import MicroBatcher
 from winemeup.errors import ModelUnavailable
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import services.router
@@ -28,7 +29,9 @@ LAYERS = [
     "redis_cache",
     "redis_records",
     "runner_session",
+    "request_log",
     "models",
+    "runners",
     "ensemble",
     "model_insight",
     "explain",
@@ -37,11 +40,15 @@ LAYERS = [
     "registry",
     "predictor",
     "traffic",
-    "v2",
-    "v2_intervals",
-    "openapi",
+    # the data plane, built from settings
+    "dataplane",
     "components",
-    # the HTTP adapter and the process
+    "rate_limit",
+    # the protocol codecs over HTTP, then the application and the process
+    "http",
+    "openapi",
+    "v1",
+    "v2",
     "app",
     "__main__",
 ]
@@ -79,3 +86,30 @@ def test_the_registry_knows_no_http_redis_or_cache_keys() -> None:
     assert imported <= {"metrics", "models", "shared_state"}
     for word in ("redis", "aiohttp", "KeyMaker", "Request", "Response", "orjson"):
         assert word not in source.replace("Redis in production", ""), word
+
+
+CODECS = ("v1", "v2")
+CODEC_MAY_IMPORT = {"dataplane", "http", "validation", "oip"}
+"""The data plane's interface, the HTTP primitives and the pure decoding of each protocol."""
+
+
+def test_the_codecs_reach_models_only_through_the_data_plane() -> None:
+    for codec in CODECS:
+        imported = _router_imports(codec)
+        assert imported <= CODEC_MAY_IMPORT, f"{codec} imports {imported - CODEC_MAY_IMPORT}"
+
+
+def test_the_application_holds_no_feature_and_no_optional_part() -> None:
+    source = (ROUTER / "app.py").read_text()
+    assert len(source.splitlines()) <= 350
+    assert not re.search(r"self\.\w+: [^=]*\| None", source), "a part is Optional until start-up"
+    for word in ("assert ", "_Server", "self.predictor", "self.traffic", ".drift.", "_intervals", "lambda"):
+        assert word not in source, word
+    assert _router_imports("app").isdisjoint(
+        {"models", "registry", "traffic", "predictor", "drift", "explain"}
+    )
+
+
+def test_no_module_is_over_450_lines() -> None:
+    long = {p.name: n for p in ROUTER.glob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long

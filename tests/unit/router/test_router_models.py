@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.router.models import LOADING, READY, UNAVAILABLE, InlineModel, RunnerModel, RunnerUnreachable
+from services.router.models import LOADING, READY, UNAVAILABLE, InlineModel
+from services.router.runners import RunnerModel, RunnerUnreachable
 from winemeup.errors import ModelUnavailable
 from winemeup.runtimes.base import ModelInfo
 
