@@ -140,6 +140,29 @@ def missing_models(store: Path, models: list[str]) -> list[str]:
     return [m for m in models if not any((store / "models" / m).glob("*/model.yaml"))]
 
 
+LEADERBOARD = "leaderboard.json"
+"""Training's report that declares the blend to serve (``declare_ensemble``)."""
+
+
+def declared_ensembles(reports_dirs: list[Path], models: list[str]) -> list[dict[str, Any]]:
+    """The blend the first readable leaderboard declares, when every member is served; else none."""
+    for folder in reports_dirs:
+        path = folder / LEADERBOARD
+        try:
+            declared = json.loads(path.read_text()).get("declare_ensemble")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(declared, dict) or not isinstance(declared.get("members"), dict):
+            continue
+        missing = [m for m in declared["members"] if m not in models]
+        if missing:
+            logger.info("not serving the blend of %s: %s not served", path, ", ".join(missing))
+            return []
+        logger.info("serving the blend %s declared in %s", declared.get("name"), path)
+        return [declared]
+    return []
+
+
 def _router_sends_runner_token() -> bool:
     """Whether this checkout's router sends the runner token (RouterSettings.runner_token).
 
@@ -400,6 +423,11 @@ class LocalStack:
         }
         if self.redis_url:
             env["WINEMEUP_ROUTER_REDIS_URL"] = self.redis_url
+        # The blend training declared is served beside its members, so the UI's picker offers it.
+        reports = [s.reports_dir or Path("reports"), Path("docs")]
+        ensembles = declared_ensembles(reports, list(s.models))
+        if ensembles:
+            env["WINEMEUP_ROUTER_ENSEMBLES"] = json.dumps(ensembles)
         return env
 
     def _start_router(self) -> None:
