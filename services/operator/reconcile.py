@@ -122,6 +122,14 @@ def effective_spec(wine_model: Obj, release: ReleaseContext) -> Obj:
         raise SpecError("spec.modelSha256", "must be 64 hex digits")
     if sha and not spec.get("modelUri"):
         raise SpecError("spec.modelSha256", "is set without spec.modelUri")
+    uri = spec.get("modelUri") or ""
+    if uri and not sha:
+        raise SpecError(
+            "spec.modelSha256", "is required with spec.modelUri: a runner never serves an unchecked archive"
+        )
+    insecure = bool(spec.get("allowInsecureModelUri"))
+    if uri.startswith("http://") and not insecure:
+        raise SpecError("spec.modelUri", "is http://: use https://, or set spec.allowInsecureModelUri")
     return {
         "model": model,
         "image": image,
@@ -133,6 +141,7 @@ def effective_spec(wine_model: Obj, release: ReleaseContext) -> Obj:
         "disruption": disruption,
         "modelUri": spec.get("modelUri") or "",
         "modelSha256": sha,
+        "allowInsecureModelUri": insecure,
     }
 
 
@@ -182,8 +191,9 @@ def _deployment(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, c
         pod_spec["priorityClassName"] = eff["scheduling"]["priorityClassName"]
     if fetch:
         command = ["python", "-m", "services.runner.fetch_model", "--model", model, "--uri", eff["modelUri"]]
-        if eff["modelSha256"]:
-            command += ["--sha256", eff["modelSha256"]]
+        command += ["--sha256", eff["modelSha256"]]
+        if eff["allowInsecureModelUri"]:
+            command.append("--allow-insecure-http")
         command += ["--timeout-seconds", str(d.model_fetch["timeoutSeconds"])]
         pod_spec["initContainers"] = [
             {
@@ -211,7 +221,12 @@ def _deployment(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, c
         "image": eff["image"],
         "imagePullPolicy": eff["imagePullPolicy"],
         "securityContext": copy.deepcopy(d.container_security_context),
-        "ports": [{"name": "http", "containerPort": 3000, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
+        + (
+            [{"name": "metrics", "containerPort": d.metrics_port, "protocol": "TCP"}]
+            if d.metrics_port
+            else []
+        ),
         "envFrom": [{"configMapRef": {"name": d.config_map}}, *copy.deepcopy(d.extra_env_from)],
         "env": [{"name": "WINEMEUP_RUNNER_MODEL", "value": model}, *copy.deepcopy(d.extra_env)],
         "startupProbe": copy.deepcopy(d.probes["startup"]),
@@ -270,7 +285,11 @@ def _deployment(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, c
                     "winemeup.io/tier": "runner",
                     "winemeup.io/model": model,
                 },
-                "annotations": {"checksum/config": d.config_checksum, **d.pod_annotations},
+                "annotations": {
+                    "checksum/config": d.config_checksum,
+                    **({"checksum/secret": d.secret_checksum} if d.secret_checksum else {}),
+                    **d.pod_annotations,
+                },
             },
             "spec": pod_spec,
         },
@@ -285,6 +304,7 @@ def _deployment(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, c
 
 def _service(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, component: str) -> Obj:
     meta = _metadata(wine_model, release, name, component, eff["model"])
+    port = release.runner.metrics_port
     if release.runner.service_annotations:
         meta["annotations"] = dict(release.runner.service_annotations)
     return {
@@ -294,7 +314,12 @@ def _service(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, comp
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(release, component),
-            "ports": [{"name": "http", "port": 3000, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": "http", "port": 3000, "targetPort": "http", "protocol": "TCP"}]
+            + (
+                [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+                if port
+                else []
+            ),
         },
     }
 

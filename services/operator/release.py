@@ -53,6 +53,10 @@ class RunnerDefaults(_Doc):
     pod_disruption_budget: dict[str, Any]
     config_map: str
     config_checksum: str
+    secret_checksum: str = ""
+    """checksum/secret of the runner pods (rolls them when the runner token changes); empty: none."""
+    metrics_port: int | None = None
+    """Port of the runner's /metrics apart from the API (a container and Service port named metrics)."""
     pod_labels: dict[str, str] = Field(default_factory=dict)
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     pod_common: dict[str, Any]

@@ -38,6 +38,8 @@ def _candidate_problems(candidate: dict[str, Any]) -> list[str]:
         problems.append("spec.candidate: needs an image or a modelUri")
     if candidate.get("modelSha256") and not candidate.get("modelUri"):
         problems.append("spec.candidate.modelSha256: is set without spec.candidate.modelUri")
+    if candidate.get("modelUri") and not candidate.get("modelSha256"):
+        problems.append("spec.candidate.modelSha256: is required with spec.candidate.modelUri")
     return problems
 
 
