@@ -119,12 +119,15 @@ class Cluster:
         )
 
     def router_addresses(self, service: str, port: int) -> list[str]:
-        """http://<ip>:<port> of every ready endpoint of the router Service."""
+        """http://<ip>:<port> of every ready endpoint of the router Service (the pods' own port,
+        from the EndpointSlice; ``port``, the Service's, only when the slice names none)."""
         slices = self.discovery.list_namespaced_endpoint_slice(
             self.namespace, label_selector=f"kubernetes.io/service-name={service}"
         ).items
         out = []
         for s in slices:
+            ports = [p.port for p in s.ports or [] if p.port and p.name in ("http", None)]
+            port = ports[0] if ports else port
             for endpoint in s.endpoints or []:
                 if endpoint.conditions is None or endpoint.conditions.ready is not False:
                     out += [f"http://{address}:{port}" for address in endpoint.addresses]
