@@ -86,7 +86,9 @@ class Router:
         for route in OpenInference(self.plane).routes():
             self._v2_table.setdefault(route.path, {})[route.method] = route
         served = [*settings.models, *(str(e.get("name")) for e in settings.ensembles)]
-        self._openapi = orjson.dumps(build_openapi(self.routes, served, settings.batch_max_rows))
+        self._openapi = orjson.dumps(
+            build_openapi(self.routes, served, settings.batch_max_rows, settings.explain_max_rows)
+        )
 
     # ---- lifecycle --------------------------------------------------------------------------
 

@@ -87,6 +87,8 @@ def _operation(route: _RouteLike) -> dict[str, Any]:
     if route.auth != "open":
         op["security"] = [{"ApiKey": []}, {"Bearer": []}]
         responses["401"] = _error("Missing or invalid API key")
+        responses.setdefault("400", _error("More than one X-API-Key header"))
+        responses["429"] = _error("Over the key's budget: Retry-After says when to retry")
     if route.auth == "admin":
         responses["403"] = _error("The key is not an admin key")
     responses.update({status: _error(text) for status, text in route.errors.items()})
@@ -94,7 +96,12 @@ def _operation(route: _RouteLike) -> dict[str, Any]:
     return op
 
 
-def build_openapi(routes: list[Any], models: list[str], batch_max_rows: int | None = None) -> dict[str, Any]:
+def build_openapi(
+    routes: list[Any],
+    models: list[str],
+    batch_max_rows: int | None = None,
+    explain_max_rows: int | None = None,
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document; each route's docstring gives its summary and description."""
     requests = {r.request_type for r in routes if r.request_type is not None}
     responses = {r.response_type for r in routes if r.response_type is not None} | {ErrorBody}
@@ -105,10 +112,9 @@ def build_openapi(routes: list[Any], models: list[str], batch_max_rows: int | No
     )
     schemas: dict[str, Any] = top.get("$defs", {})
     _served_names(schemas, models)
-    if batch_max_rows is not None:
-        for name in ("BatchRequest", "ExplainBatchRequest"):
-            if name in schemas:
-                schemas[name]["properties"]["instances"]["maxItems"] = batch_max_rows
+    for name, most in (("BatchRequest", batch_max_rows), ("ExplainBatchRequest", explain_max_rows)):
+        if most is not None and name in schemas:
+            schemas[name]["properties"]["instances"]["maxItems"] = most
     paths: dict[str, Any] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
