@@ -29,9 +29,10 @@ def custom(cluster: Cluster) -> Any:
 
     api = client.CustomObjectsApi(cluster.core.api_client)
     try:
-        items = api.list_namespaced_custom_object(GROUP, VERSION, cluster.settings.namespace, "winemodels")[
-            "items"
-        ]
+        answer: Any = api.list_namespaced_custom_object(
+            GROUP, VERSION, cluster.settings.namespace, "winemodels"
+        )
+        items = answer["items"]
     except ApiException as e:
         pytest.skip(f"no WineModel CRD ({e.status}): install charts/winemeup-crds")
     if not items:
