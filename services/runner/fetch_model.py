@@ -6,12 +6,14 @@ The chart's ``model-fetch`` init container runs this when ``models.<name>.modelU
     python -m services.runner.fetch_model --model lightgbm \\
         --uri https://models.example.com/lightgbm-3.bentomodel --sha256 <64 hex digits>
 
-``--uri`` is http(s)://, file:// or an absolute path on a mounted volume (a PVC, a CSI
-bucket mount). The archive is streamed to ``$TMPDIR`` (an emptyDir in the pod), its size is
-checked against Content-Length and its SHA-256 against ``--sha256`` when given, then
-``import-models.sh`` (docker/import-models.sh, on PATH in the runner image) imports it into
-``$BENTOML_HOME/models`` and opens it to the pod's UID. Every failure exits 1 with one line
-naming the model and the URI, which ``kubectl describe pod`` and the init container's log show.
+``--uri`` is https://, file:// or an absolute path on a mounted volume (a PVC, a CSI bucket
+mount); http:// only with ``--allow-insecure-http`` (without TLS anyone on the path can swap
+the archive; the chart requires ``modelSha256`` with every URI for that reason too). The
+archive is streamed to ``$TMPDIR`` (an emptyDir in the pod), its size is checked against
+Content-Length and its SHA-256 against ``--sha256`` when given, then ``import-models.sh``
+(docker/import-models.sh, on PATH in the runner image) imports it into ``$BENTOML_HOME/models``
+and opens it to the pod's UID. Every failure exits 1 with one line naming the model and the
+URI, which ``kubectl describe pod`` and the init container's log show.
 
 Standard library only: it runs in the runner image before anything else.
 """
@@ -115,8 +117,19 @@ def import_archive(model: str, uri: str, archive: Path, import_script: str | Non
         raise ModelFetchError(model, uri, f"import failed (not a complete bentoml export?): {last}")
 
 
-def run(model: str, uri: str, sha256: str | None, timeout_seconds: float, import_script: str | None) -> None:
+def run(
+    model: str,
+    uri: str,
+    sha256: str | None,
+    timeout_seconds: float,
+    import_script: str | None,
+    allow_insecure_http: bool = False,
+) -> None:
     """Fetch, check and import one model archive; raises ModelFetchError."""
+    if urllib.parse.urlsplit(uri).scheme == "http" and not allow_insecure_http:
+        raise ModelFetchError(
+            model, uri, "http:// is refused: use https:// (or --allow-insecure-http, with --sha256)"
+        )
     if not os.environ.get("BENTOML_HOME"):
         raise ModelFetchError(model, uri, "BENTOML_HOME must name the model store to import into")
     with tempfile.TemporaryDirectory(prefix="fetch-model-") as scratch:
@@ -137,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m services.runner.fetch_model", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--model", required=True, help="model name (for messages)")
-    parser.add_argument("--uri", required=True, help="http(s)://, file:// or an absolute path")
+    parser.add_argument("--uri", required=True, help="https://, file:// or an absolute path")
     parser.add_argument(
         "--sha256", default="", help="expected SHA-256 of the archive (hex); empty: not checked"
     )
@@ -145,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout-seconds", type=float, default=60.0, help="deadline of connect and each read"
     )
     parser.add_argument("--import-script", default=None, help=f"path of {IMPORT_SCRIPT} (default: from PATH)")
+    parser.add_argument("--allow-insecure-http", action="store_true", help="accept an http:// URI (no TLS)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s fetch-model: %(message)s")
     if args.sha256 and (
@@ -153,7 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("model %r from %s: --sha256 must be 64 hex digits", args.model, redact(args.uri))
         return 2
     try:
-        run(args.model, args.uri, args.sha256 or None, args.timeout_seconds, args.import_script)
+        run(
+            args.model,
+            args.uri,
+            args.sha256 or None,
+            args.timeout_seconds,
+            args.import_script,
+            args.allow_insecure_http,
+        )
     except ModelFetchError as e:
         logger.error("%s", e)
         return 1

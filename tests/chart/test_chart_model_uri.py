@@ -100,10 +100,11 @@ def archive_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Archiv
     server.shutdown()
 
 
-def _init_container(uri: str, sha256: str | None) -> dict[str, Any]:
-    args = ["--set", f"models.{MODEL}.modelUri={uri}"]
-    if sha256:
-        args += ["--set", f"models.{MODEL}.modelSha256={sha256}"]
+def _init_container(uri: str, sha256: str) -> dict[str, Any]:
+    # The test's archive server speaks plain HTTP on loopback: allowed explicitly, as a user would.
+    args = ["--set", f"models.{MODEL}.modelUri={uri}", "--set", f"models.{MODEL}.modelSha256={sha256}"]
+    if uri.startswith("http://"):
+        args += ["--set", f"models.{MODEL}.allowInsecureModelUri=true"]
     docs = parse(helm_template(*args))
     runner = next(
         d
@@ -191,13 +192,13 @@ def test_fetched_model_is_verified_imported_and_served(
     ("path", "sha256", "reason"),
     [
         ("/model.bentomodel", "0" * 64, "SHA-256 mismatch"),
-        ("/missing.bentomodel", None, "HTTP 404"),
-        ("/truncated.bentomodel", None, "truncated download: received"),
+        ("/missing.bentomodel", "0" * 64, "HTTP 404"),
+        ("/truncated.bentomodel", "0" * 64, "truncated download: received"),
     ],
     ids=["wrong-checksum", "not-found", "truncated"],
 )
 def test_fetch_failures_name_the_model_and_the_uri(
-    archive_server: _ArchiveServer, tmp_path: Path, path: str, sha256: str | None, reason: str
+    archive_server: _ArchiveServer, tmp_path: Path, path: str, sha256: str, reason: str
 ) -> None:
     uri = archive_server.url(path)
     home = tmp_path / "fetched"
@@ -209,15 +210,53 @@ def test_fetch_failures_name_the_model_and_the_uri(
 
 
 def test_a_truncated_archive_with_its_full_length_is_refused_by_the_import(tmp_path: Path) -> None:
-    """A file cut short at its source (its length announced as is): no checksum given, so the
-    import itself must refuse it, still naming model and URI."""
+    """A file cut short at its source, published with its own (matching) checksum: the import
+    itself must refuse it, still naming model and URI."""
     if shutil.which("sh") is None:
         pytest.skip("needs sh")
     archive = _export_tiny_model(tmp_path)
     cut = tmp_path / "cut.bentomodel"
     cut.write_bytes(archive[: len(archive) // 2])
     uri = str(cut)  # a path on a mounted volume
-    result = _run_init(_init_container(uri, None), tmp_path / "fetched", tmp_path)
+    digest = hashlib.sha256(cut.read_bytes()).hexdigest()
+    result = _run_init(_init_container(uri, digest), tmp_path / "fetched", tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert f"model '{MODEL}' from {uri}" in last and "import failed" in last, last
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--set", f"models.{MODEL}.modelUri=https://models.example/m.bentomodel"],
+            # The schema says so first (helm names the key); the template's own fail says why.
+            f"/models/{MODEL}/modelSha256",
+        ),
+        (
+            [
+                "--set",
+                f"models.{MODEL}.modelUri=http://models.example/m.bentomodel",
+                "--set",
+                f"models.{MODEL}.modelSha256={'0' * 64}",
+            ],
+            "allowInsecureModelUri",
+        ),
+    ],
+    ids=["no-checksum", "plain-http"],
+)
+def test_the_chart_refuses_an_unchecked_or_plain_http_model_uri(args: list[str], message: str) -> None:
+    with pytest.raises(AssertionError) as refused:
+        helm_template(*args)
+    assert message in str(refused.value)
+
+
+def test_the_fetch_refuses_plain_http_unless_told(archive_server: _ArchiveServer, tmp_path: Path) -> None:
+    uri = archive_server.url("/model.bentomodel")
+    init = _init_container(uri, hashlib.sha256(archive_server.archive).hexdigest())
+    assert "--allow-insecure-http" in init["command"]
+    init["command"] = [c for c in init["command"] if c != "--allow-insecure-http"]
+    result = _run_init(init, tmp_path / "fetched", tmp_path)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"model '{MODEL}' from {uri}" in last and "http:// is refused" in last, last

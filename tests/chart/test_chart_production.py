@@ -84,7 +84,10 @@ def test_secret_checksum_follows_the_secrets_own_data() -> None:
 
     first, second = parse(helm_template()), parse(helm_template())
     assert checksum(first, "-router") != checksum(second, "-router")
-    fixed = ["--set", "auth.apiKeys=a", "--set", "auth.adminApiKeys=b", "--set", "redis.auth.password=p"]
+    fixed = [
+        "--set", "auth.apiKeys=a", "--set", "auth.adminApiKeys=b", "--set", "auth.runnerToken=" + "t" * 16,
+        "--set", "redis.auth.password=p",
+    ]  # fmt: skip
     one, two = parse(helm_template(*fixed)), parse(helm_template(*fixed))
     for suffix in ("-router", "-ui"):
         assert checksum(one, suffix) == checksum(two, suffix)
@@ -309,6 +312,8 @@ def test_conventions_of_well_kept_charts_render() -> None:
                 "models.svr.placement=inline",
                 "--set",
                 "models.svr.modelUri=https://x.example/svr.bentomodel",
+                "--set",
+                f"models.svr.modelSha256={'0' * 64}",
             ],
             "models.svr.modelUri needs placement: runner",
         ),
@@ -343,7 +348,9 @@ def _notes(*args: str) -> str:
 
 def test_notes_warn_when_keys_were_generated() -> None:
     generated = _notes()
-    assert "WARNING: this render generated api-keys, admin-api-keys, redis-password" in generated
+    assert (
+        "WARNING: this render generated api-keys, admin-api-keys, runner-token, redis-password" in generated
+    )
     assert "auth.existingSecret" in generated and "redis.auth.existingSecret" in generated
     gitops = _notes("--set", "auth.existingSecret=keys", "--set", "redis.auth.existingSecret=redis")
     assert "WARNING" not in gitops

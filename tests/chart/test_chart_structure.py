@@ -182,9 +182,11 @@ def test_router_and_ui_settings_parse_with_the_real_settings_classes(
             for key, value in config["data"].items():
                 monkeypatch.setenv(key, value)
             for e in container["env"]:
-                monkeypatch.setenv(e["name"], e["value"])
+                # A Secret's value (the runner token) stands in as one a Secret would hold.
+                monkeypatch.setenv(e["name"], e.get("value", "a-secret-of-32-characters-or-so"))
             runner = RunnerSettings()  # type: ignore[call-arg]
             assert runner.model in MODEL_NAMES
+            assert runner.token is not None, "the runner pod gets no runner token"
 
 
 def test_every_setting_the_chart_sets_is_a_field_of_the_settings_classes(render: Render) -> None:

@@ -176,6 +176,12 @@ JSON {"data": {key: base64}, "generated": [key, ...]}.
 {{- $_ := set $data "api-keys" ($apiKeys | b64enc) }}
 {{- $_ := set $data "admin-api-keys" ($adminKeys | b64enc) }}
 {{- $_ := set $data "ui-api-key" (splitList "," $apiKeys | first | trim | b64enc) }}
+{{- $runnerToken := .Values.auth.runnerToken }}
+{{- if not $runnerToken }}
+{{- $runnerToken = (index $old "runner-token") | default "" | b64dec }}
+{{- if not $runnerToken }}{{ $runnerToken = randAlphaNum 48 }}{{ $generated = append $generated "runner-token" }}{{ end }}
+{{- end }}
+{{- $_ := set $data "runner-token" ($runnerToken | b64enc) }}
 {{- end }}
 {{- if and .Values.redis.external.url (not .Values.redis.external.existingSecret) }}
 {{- $_ := set $data "redis-url" (.Values.redis.external.url | b64enc) }}
@@ -200,6 +206,18 @@ names of any existing Secrets they reference, so a changed key or a switched Sec
 {{- define "winemeup.secretChecksum" -}}
 {{- $state := include "winemeup.secretState" . | fromJson }}
 {{- toJson (dict "data" $state.data "auth" .Values.auth.existingSecret "redis" .Values.redis.auth.existingSecret "external" .Values.redis.external.existingSecret) | sha256sum }}
+{{- end }}
+
+{{/*
+An env entry reading the runner token (the secret only the router and its runners share) from
+the keys Secret. Usage: include "winemeup.runnerTokenEnv" (dict "ctx" $ "name" "WINEMEUP_RUNNER_TOKEN")
+*/}}
+{{- define "winemeup.runnerTokenEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "winemeup.keysSecretName" .ctx }}
+      key: runner-token
 {{- end }}
 
 {{/* Secret and key of the chart Redis's password. */}}
@@ -261,7 +279,7 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 {{- range $key := list "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" "priorityClassName" }}
 {{- $_ := set $scheduling $key ((index $own $key) | default (index $defaults $key)) }}
 {{- end }}
-{{- toYaml (dict "image" $image "autoscaling" $autoscaling "resources" $resources "replicas" $own.replicas "scheduling" $scheduling "modelUri" ($own.modelUri | default "") "modelSha256" ($own.modelSha256 | default "")) }}
+{{- toYaml (dict "image" $image "autoscaling" $autoscaling "resources" $resources "replicas" $own.replicas "scheduling" $scheduling "modelUri" ($own.modelUri | default "") "modelSha256" ($own.modelSha256 | default "") "allowInsecureModelUri" ($own.allowInsecureModelUri | default false)) }}
 {{- end }}
 
 {{/* In-cluster base URL of one model's runner. Usage: (dict "ctx" $ "model" "svr") */}}
@@ -333,6 +351,24 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 {{- end }}
 {{- if and $a.enabled $a.keda.enabled (not $.Values.metrics.prometheusRule.enabled) }}
 {{- fail (printf "models.%s: autoscaling.keda.enabled needs metrics.prometheusRule.enabled (KEDA queries the in-flight series its recording rule makes)" $model) }}
+{{- end }}
+{{- end }}
+{{- range $model := include "winemeup.runnerModels" . | fromJsonArray }}
+{{- $r := include "winemeup.runnerValues" (dict "ctx" $ "model" $model) | fromYaml }}
+{{- if and $r.modelUri (not $r.modelSha256) }}
+{{- fail (printf "models.%s.modelSha256 is required with modelUri: the runner must not serve an archive it cannot check (sha256sum of the export)" $model) }}
+{{- end }}
+{{- if and (hasPrefix "http://" $r.modelUri) (not $r.allowInsecureModelUri) }}
+{{- fail (printf "models.%s.modelUri is http://: use https://, or set models.%s.allowInsecureModelUri=true to accept a download without TLS" $model $model) }}
+{{- end }}
+{{- end }}
+{{- if eq .Values.ingress.uiAuth.type "basic" }}
+{{- if not .Values.ingress.uiAuth.basicSecret }}
+{{- fail "ingress.uiAuth.type=basic needs ingress.uiAuth.basicSecret (a Secret with an htpasswd `auth` key)" }}
+{{- end }}
+{{- else if eq .Values.ingress.uiAuth.type "external" }}
+{{- if not (and .Values.ingress.uiAuth.url .Values.ingress.uiAuth.signin) }}
+{{- fail "ingress.uiAuth.type=external needs ingress.uiAuth.url and ingress.uiAuth.signin (the OAuth2 proxy's auth and sign-in URLs)" }}
 {{- end }}
 {{- end }}
 {{- range $name := include "winemeup.inlineModels" . | fromJsonArray }}
