@@ -43,11 +43,16 @@ from services.runner.explainer import ProcessExplainer
 from services.runner.metrics_listener import start_metrics_listener
 from services.runner.middleware import ErrorBodyMiddleware, RunnerTokenMiddleware
 from services.runner.settings import RunnerSettings
+from services.runner.timeout import install as install_releasing_timeout
 from winemeup.errors import ServiceError
 from winemeup.runtimes import bentoml_home, load_runtime, read_entry
 from winemeup.schema import SCHEMA
 
 logger = logging.getLogger(__name__)
+
+# BentoML's traffic.timeout middleware holds every answered request until its timeout: the
+# runner's p99 stalls (services/runner/timeout.py). Before the service's app is built.
+install_releasing_timeout()
 
 # `bentoml serve ... --arg model=svr` or a bento's baked-in arguments; WINEMEUP_RUNNER_* wins.
 _bento_arguments = {k: v for k, v in vars(bentoml.use_arguments()).items() if k in ("model", "version")}
@@ -129,7 +134,7 @@ BINARY_PREDICT = BinaryPredictApp(max_body_bytes=settings.batch_max_rows * len(S
 @bentoml.service(
     name=runner_name(settings.model),
     workers=settings.workers,
-    # The timeout middleware keeps each request alive for traffic.timeout seconds: short.
+    # Longest a request may take before its 504 (services/runner/timeout.py enforces it).
     traffic={"timeout": settings.request_timeout_seconds},
     # Clients built by bentoml.depends(url=...) recycle their session after max_requests and
     # drop in-flight calls at that moment: make recycling practically never happen.
