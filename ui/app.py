@@ -345,12 +345,15 @@ def render_batch(client: RouterClient, overview: ModelsOverview | None, settings
         model = st.selectbox(
             "Model", names, index=default_index, format_func=model_label(overview), key="batch_model"
         )
-    uploaded = st.file_uploader("CSV file", type=["csv", "txt"], key="batch_file")
+    uploaded = st.file_uploader(
+        f"CSV file (at most {settings.max_csv_rows:,} rows)", type=["csv", "txt"], key="batch_file"
+    )
     pasted = st.text_area(
         "…or paste CSV text (an uploaded file takes precedence)",
         key="batch_text",
         height=150,
         placeholder=SAMPLE_CSV,
+        max_chars=settings.max_paste_characters,
     )
     if st.button("Score the file", type="primary", key="score_batch"):
         data: bytes | str | None = uploaded.getvalue() if uploaded is not None else (pasted or None)
@@ -367,6 +370,7 @@ def render_batch(client: RouterClient, overview: ModelsOverview | None, settings
                     wine_type=choice.wine_type,
                     model=model,
                     chunk_rows=settings.batch_chunk_rows,
+                    max_rows=settings.max_csv_rows,
                 )
             except CsvFormatError as e:
                 st.error(f"This file cannot be read: {e}", icon="📄")

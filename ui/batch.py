@@ -88,14 +88,16 @@ def score_csv(
     wine_type: str | None = None,
     model: str | None = None,
     chunk_rows: int = 1000,
+    max_rows: int | None = None,
 ) -> BatchOutcome:
     """Parse ``data``, report bad rows, score the good ones through the batch endpoint.
 
-    Raises :class:`ui.wine_csv.CsvFormatError` for an unusable file, a
+    Raises :class:`ui.wine_csv.CsvFormatError` for an unusable file (or one of more than
+    ``max_rows`` rows, refused before anything is sent), a
     :class:`ui.client.RouterCallError` when the router fails (``BatchRejectedError`` when it rejects
     rows, mapped back to row numbers).
     """
-    parsed = parse_wine_csv(data, wine_type=wine_type)
+    parsed = parse_wine_csv(data, wine_type=wine_type, max_rows=max_rows)
     started = time.perf_counter()
     scored: list[ScoredRow] = []
     used_model, used_version, requests = model, None, 0

@@ -12,7 +12,8 @@ names (``winequality-white.csv``); :func:`choose_wine_type` decides and says whi
 silent default: with neither, the file is refused. Columns are matched through
 :data:`winemeup.schema.SCHEMA`; unknown columns are kept for the download but not sent. Every
 bad row is reported by its row number (1 = first data row) and field; none is dropped
-silently.
+silently. A file longer than the caller's row limit is refused whole, with a message, before
+any row is checked.
 """
 
 from __future__ import annotations
@@ -160,11 +161,12 @@ def column_name(header: str) -> str | None:
     return None
 
 
-def parse_wine_csv(data: bytes | str, wine_type: str | None = None) -> ParsedCsv:
+def parse_wine_csv(data: bytes | str, wine_type: str | None = None, max_rows: int | None = None) -> ParsedCsv:
     """Read and check a CSV file; ``wine_type`` applies to every row when there is no such column.
 
-    Raises :class:`CsvFormatError` when the file as a whole is unusable; problems of single
-    rows are collected in :attr:`ParsedCsv.problems` and those rows left out of ``rows``.
+    Raises :class:`CsvFormatError` when the file as a whole is unusable, including a file of
+    more than ``max_rows`` data rows; problems of single rows are collected in
+    :attr:`ParsedCsv.problems` and those rows left out of ``rows``.
     """
     if wine_type is not None and wine_type not in WINE_TYPES:
         raise ValueError(f"wine_type must be one of {WINE_TYPES}, got {wine_type!r}")
@@ -173,6 +175,13 @@ def parse_wine_csv(data: bytes | str, wine_type: str | None = None) -> ParsedCsv
     header_index = next((i for i, line in enumerate(lines) if line.strip()), None)
     if header_index is None:
         raise CsvFormatError("The file is empty: expected a header line and at least one row.")
+    if max_rows is not None:
+        data_lines = sum(1 for line in lines[header_index + 1 :] if line.strip())
+        if data_lines > max_rows:
+            raise CsvFormatError(
+                f"The file has {data_lines:,} rows; at most {max_rows:,} are scored at once. "
+                "Split it into files of at most that many rows."
+            )
     delimiter = sniff_delimiter(lines[header_index])
     reader = csv.reader(io.StringIO("\n".join(lines[header_index:])), delimiter=delimiter)
     header = [h.strip() for h in next(reader)]

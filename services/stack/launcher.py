@@ -34,7 +34,7 @@ from services.stack.processes import (
     stop_all,
     streamlit_argv,
 )
-from services.stack.settings import StackSettings
+from services.stack.settings import StackSettings, inherited_environment
 from services.stack.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -161,6 +161,17 @@ def declared_ensembles(reports_dirs: list[Path], models: list[str]) -> list[dict
         logger.info("serving the blend %s declared in %s", declared.get("name"), path)
         return [declared]
     return []
+
+
+def router_request_limits() -> tuple[int, int]:
+    """The router's ``max_body_bytes`` and ``batch_max_rows`` as the stack starts it: its
+    defaults, unless the environment it inherits sets them."""
+    from services.router.settings import RouterSettings
+
+    env, fields = inherited_environment(), RouterSettings.model_fields
+    body = env.get("WINEMEUP_ROUTER_MAX_BODY_BYTES") or fields["max_body_bytes"].default
+    rows = env.get("WINEMEUP_ROUTER_BATCH_MAX_ROWS") or fields["batch_max_rows"].default
+    return int(body), int(rows)
 
 
 def _router_sends_runner_token() -> bool:
@@ -469,10 +480,19 @@ class LocalStack:
 
     def _start_ui(self) -> None:
         s = self.settings
+        body_bytes, batch_rows = router_request_limits()
+        # Nothing bigger than the router would take: uploads (MiB, Streamlit's unit), pasted
+        # text and rows per file.
+        upload_mib = max(1, body_bytes // (1024 * 1024))
         proc = ManagedProcess(
-            argv=streamlit_argv(s.ui_port, s.host),
+            argv=streamlit_argv(s.ui_port, s.host, "--server.maxUploadSize", str(upload_mib)),
             log_path=self.logs_dir / "ui.log",
-            env={"WINEMEUP_UI_ROUTER_URL": self.router_url, "WINEMEUP_UI_API_KEY": self.api_key},
+            env={
+                "WINEMEUP_UI_ROUTER_URL": self.router_url,
+                "WINEMEUP_UI_API_KEY": self.api_key,
+                "WINEMEUP_UI_MAX_CSV_ROWS": str(batch_rows),
+                "WINEMEUP_UI_MAX_PASTE_CHARACTERS": str(body_bytes),
+            },
             ready_url=self._url(s.ui_port) + "/_stcore/health",
             ready_timeout=s.ready_timeout_seconds,
             name="ui",

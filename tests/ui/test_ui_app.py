@@ -292,3 +292,20 @@ def test_unavailable_model_is_a_clear_message_and_others_still_compare(
     with RouterClient(handle.url, handle.api_key) as client, pytest.raises(UnknownModelError) as caught:
         client.predict(SCHEMA.example(), model="xgboost")
     assert caught.value.status == 404 and "does not serve model xgboost" in caught.value.user_message
+
+
+def test_a_csv_over_the_row_limit_is_refused_before_anything_is_sent(
+    ready_router: RouterHandle, ui_app: Callable[..., AppTest]
+) -> None:
+    at = ui_app(ready_router.url, ready_router.api_key, max_csv_rows=2, max_paste_characters=5000)
+    assert at.text_area(key="batch_text").max_chars == 5000
+    at.radio(key="batch_wine_type").set_value("white")
+    at.text_area(key="batch_text").input(UCI_HEADER + "\n" + "\n".join(WHITE_ROWS) + "\n")
+    at.button(key="score_batch").click().run()
+    assert not at.exception
+    [message] = errors(at)
+    assert message == (
+        "This file cannot be read: The file has 3 rows; at most 2 are scored at once. "
+        "Split it into files of at most that many rows."
+    )
+    assert "Rows read" not in metrics(at) and "batch_outcome" not in at.session_state

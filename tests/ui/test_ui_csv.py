@@ -151,3 +151,11 @@ def test_the_choice_wins_the_name_fills_in_and_nothing_is_never_red() -> None:
     assert nothing.wine_type is None
     with pytest.raises(CsvFormatError, match="choose red or white"):
         parse_wine_csv(f"{UCI_HEADER}\n{RED_ROW}\n", wine_type=nothing.wine_type)
+
+
+def test_a_file_longer_than_the_row_limit_is_refused_whole_with_the_limit() -> None:
+    rows = [f"7.4;0.7;0;1.9;0.076;11;34;0.9978;3.51;0.56;{9 + i / 10:.1f};5" for i in range(5)]
+    text = UCI_HEADER + "\n" + "\n".join(rows) + "\n\n"
+    assert len(parse_wine_csv(text, wine_type="red", max_rows=5).rows) == 5  # blank lines don't count
+    with pytest.raises(CsvFormatError, match=r"The file has 5 rows; at most 4 are scored at once\. Split it"):
+        parse_wine_csv(text, wine_type="red", max_rows=4)
