@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import subprocess
 from pathlib import Path
@@ -63,7 +64,12 @@ def _fixed_keys() -> list[str]:
 
 
 def _operator_objects(name: str, *extra: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(Helm mode's runner objects, the operator's objects) for one values file."""
+    """(Helm mode's runner objects, the operator's objects) for one values file (copies)."""
+    return copy.deepcopy(_rendered_objects(name, *extra))
+
+
+@functools.cache
+def _rendered_objects(name: str, *extra: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     fixed = _fixed_keys()
     helm = parse(helm_template(*_args(name), *extra, *fixed, "--set", "runners.managedBy=helm"))
     operator = parse(helm_template(*_args(name), *extra, *fixed, "--set", "runners.managedBy=operator"))
@@ -412,6 +418,11 @@ def test_scaling_query_on_the_recording_rule(tmp_path: Path) -> None:
     assert 'model="lightgbm"' in query and 'namespace="winemeup"' in query
 
 
+@functools.cache
+def _operator_release() -> ReleaseContext:
+    return _release(parse(helm_template(*_args("operator"), *_fixed_keys())))
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
@@ -428,7 +439,7 @@ def test_scaling_query_on_the_recording_rule(tmp_path: Path) -> None:
 def test_the_reconcile_refuses_what_the_chart_refuses(spec: dict[str, Any], field: str) -> None:
     """A WineModel applied with kubectl gets the checks the chart makes at render time (the CEL
     rules would refuse most of these first, but they are not evaluated here)."""
-    release = _release(parse(helm_template(*_args("operator"), *_fixed_keys())))
+    release = _operator_release()
     wm = {"metadata": {"name": "svr", "generation": 1}, "spec": spec}
     with pytest.raises(SpecError) as refused:
         desired_objects(wm, release)
