@@ -4,6 +4,8 @@ Two routers share one Redis (private, started for the test); their runner-placed
 served by the stub runner of :mod:`tests.support.slow_runner`. The routers are real: the
 operator's ``PUT /v1/traffic`` and ``PUT /v1/models/default`` go through their admin API, and
 convergence is read back from each replica's ``GET /v1/traffic`` and ``GET /v1/models``.
+The router's in-flight gauge, which KEDA scales on, is read from a real router's /metrics
+while requests wait on a slow runner.
 
 What is NOT real here: the Kubernetes API server. ``FakeCluster`` below is a FAKE, an
 in-memory stand-in for :class:`services.operator.kube.Cluster` (list, apply, get, status
@@ -246,3 +248,46 @@ def test_operator_passes_against_a_fake_cluster_and_real_routers(routers: list[R
     operator.run_pass()
     assert ("Deployment", "wm-winemeup-runner-catboost") in cluster.deleted
     assert not any(name.endswith("catboost") for _, name in cluster.objects)
+
+
+def test_the_router_gauge_keda_scales_on_counts_requests_waiting_on_a_runner(
+    routers: list[RouterHandle],
+) -> None:
+    """``winemeup_router_runner_inflight_requests{model}`` (what the recording rule sums and KEDA
+    reads): six concurrent cache misses on a runner that takes 1 s show as six waiting, then 0."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.metrics import metric_value
+    from winemeup.schema import SCHEMA
+
+    a, _ = routers
+    stub = next(iter(_stub_urls(a)))
+    httpx.post(stub + "/_delay", content=b"1.0")
+    seen: list[float] = []
+
+    def gauge() -> float:
+        text = httpx.get(a.url + "/metrics").text
+        return metric_value(text, "winemeup_router_runner_inflight_requests", model="catboost")
+
+    def predict(i: int) -> int:
+        wine = {**SCHEMA.example(), "alcohol": 9.037 + i * 0.1, "residual_sugar": 1.013 + i * 0.07}
+        body = {"model": "catboost", "features": wine}
+        return httpx.post(a.url + "/v1/predict", json=body, headers=a.headers(), timeout=10).status_code
+
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            answers = [pool.submit(predict, i) for i in range(6)]
+            while not all(f.done() for f in answers):
+                seen.append(gauge())
+            assert [f.result() for f in answers] == [200] * 6
+    finally:
+        httpx.post(stub + "/_delay", content=b"0.02")
+    assert max(seen) == 6, seen
+    assert gauge() == 0
+
+
+def _stub_urls(handle: RouterHandle) -> set[str]:
+    """The stub runner's URL, from the router's own settings."""
+    import json
+
+    return set(json.loads(handle.env["WINEMEUP_ROUTER_RUNNER_URLS"]).values())
