@@ -174,17 +174,6 @@ def router_request_limits() -> tuple[int, int]:
     return int(body), int(rows)
 
 
-def _router_sends_runner_token() -> bool:
-    """Whether this checkout's router sends the runner token (RouterSettings.runner_token).
-
-    Until it does, the runners of `make run` are started open on loopback, or no prediction
-    would reach them.
-    """
-    from services.router.settings import RouterSettings
-
-    return "runner_token" in RouterSettings.model_fields
-
-
 @dataclass
 class LocalStack:
     """Everything ``make run`` starts, in order, and stops again."""
@@ -401,8 +390,7 @@ class LocalStack:
             host=s.host,
             ready_timeout=s.ready_timeout_seconds,
             metrics_ports={m: s.runner_metrics_port(m) for m in s.models},
-            token=self.runner_token if _router_sends_runner_token() else None,
-            env={} if _router_sends_runner_token() else {"WINEMEUP_RUNNER_ALLOW_UNAUTHENTICATED": "true"},
+            token=self.runner_token,
         )
         started = time.monotonic()
         for model, proc in self.fleet.processes.items():

@@ -33,11 +33,13 @@ def test_runner_mode_predicts_through_runners_caches_and_stops_clean(
     tmp_path: Path, model_store: Path, client: httpx.Client
 ) -> None:
     base = consecutive_free_ports(len(MODEL_NAMES))
+    metrics_base = consecutive_free_ports(len(MODEL_NAMES))
     stack = RunningStack(
         tmp_path,
         model_store,
         placement="runner",
         runner_base_port=str(base),
+        runner_metrics_base_port=str(metrics_base),
         cache="redis",
         reuse_redis="false",
         redis_port=str(free_port()),
@@ -69,7 +71,11 @@ def test_runner_mode_predicts_through_runners_caches_and_stops_clean(
         if state["prometheus_url"]:
             assert http_status(state["prometheus_url"] + "/-/ready") == 200
             config = (stack.run_dir / "prometheus" / "prometheus.yml").read_text()
-            assert f"127.0.0.1:{base}" in config and state["router_url"].removeprefix("http://") in config
+            # Runners are scraped on their metrics ports; their API ports answer only the router.
+            assert f"127.0.0.1:{metrics_base}" in config and f"127.0.0.1:{base}" not in config
+            assert state["router_url"].removeprefix("http://") in config
+            scraped = client.get(f"http://127.0.0.1:{metrics_base}/metrics")
+            assert scraped.status_code == 200 and "bentoml_service_request_total" in scraped.text
         if state["ui_url"]:
             assert http_status(state["ui_url"] + "/_stcore/health") == 200
         assert (stack.run_dir / "logs" / "router.log").is_file()
@@ -163,6 +169,7 @@ def test_an_empty_store_is_trained_first(tmp_path: Path, data_dir: Path, client:
         reports_dir=str(tmp_path / "reports"),
         placement="runner",
         runner_base_port=str(consecutive_free_ports(len(MODEL_NAMES))),
+        runner_metrics_base_port=str(consecutive_free_ports(len(MODEL_NAMES))),
         cache="memory",
         ui="false",
         prometheus="false",
