@@ -16,18 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.wines import read_wines
+from tests.support.wines import WINES, read_wines
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA, quality_grade
 
 pytestmark = pytest.mark.integration
 
 EXAMPLE = SCHEMA.example()
-WINES: list[dict[str, Any]] = [
-    EXAMPLE,
-    {**EXAMPLE, "alcohol": 12.8, "wine_type": "white", "residual_sugar": 6.0},
-    {**EXAMPLE, "volatile_acidity": 0.3, "sulphates": 0.8, "alcohol": 11.2},
-]
 ADDITIVITY = {"xgboost": 2e-5}
 """XGBoost computes in float32 (test_explain.py measured 2e-5); every other model 1e-6."""
 

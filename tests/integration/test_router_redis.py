@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.support.waiting import wait_until
@@ -129,27 +126,6 @@ def test_other_model_same_features_is_not_a_hit(client: httpx.Client) -> None:
     other = client.post("/v1/predict", json={**_wine(12.25), "model": "xgboost"}).json()
     assert other["model"] == "xgboost"
     assert other["cached"] is False
-
-
-def test_concurrent_identical_misses_call_the_model_once(
-    stack: tuple[Any, Any], client: httpx.Client, metric_reader: Callable[..., float]
-) -> None:
-    router, _ = stack
-    body = orjson.dumps(_wine(13.1415))
-    headers = {**router.headers(), "Content-Type": "application/json"}
-    before = metric_reader(client.get("/metrics").text, "winemeup_router_cache_misses_total")
-    barrier = threading.Barrier(12)
-
-    def post(_: int) -> tuple[float, bool]:
-        with httpx.Client(timeout=10) as c:
-            barrier.wait()
-            r = c.post(f"{router.url}/v1/predict", content=body, headers=headers).json()
-        return r["score"], r["cached"]
-
-    with concurrent.futures.ThreadPoolExecutor(12) as pool:
-        results = list(pool.map(post, range(12)))
-    assert len({s for s, _ in results}) == 1
-    assert metric_reader(client.get("/metrics").text, "winemeup_router_cache_misses_total") == before + 1
 
 
 def test_redis_killed_then_restarted(

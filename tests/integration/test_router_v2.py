@@ -20,16 +20,12 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.support.waiting import wait_until
+from tests.support.wines import WINES
 from winemeup.schema import SCHEMA, quality_grade
 
 pytestmark = pytest.mark.integration
 
 EXAMPLE = SCHEMA.example()
-WINES: list[dict[str, Any]] = [
-    EXAMPLE,
-    {**EXAMPLE, "alcohol": 12.8, "wine_type": "white", "residual_sugar": 6.0},
-    {**EXAMPLE, "volatile_acidity": 0.3, "sulphates": 0.8, "alcohol": 11.2},
-]
 ENSEMBLE = {"name": "duo", "members": {"lightgbm": 3, "xgboost": 1}, "on_member_down": "fail"}
 
 
