@@ -51,3 +51,22 @@ def test_runner_process_and_fleet_shape(tmp_path: Path) -> None:
     assert proc.log_path == tmp_path / "run" / "logs" / "runner-svr.log"
     fleet = RunnerFleet(store, tmp_path / "run", {"svr": 3107, "lightgbm": 3101}, host="0.0.0.0")
     assert fleet.urls == {"svr": "http://127.0.0.1:3107", "lightgbm": "http://127.0.0.1:3101"}
+
+
+def test_fleet_gives_each_runner_its_metrics_port_and_the_token(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    fleet = RunnerFleet(
+        store,
+        tmp_path / "run",
+        {"svr": 3107, "lightgbm": 3101},
+        metrics_ports={"svr": 9470},
+        token="fleet-token-0123456789",
+    )
+    svr, lightgbm = fleet.processes["svr"].env, fleet.processes["lightgbm"].env
+    assert (
+        svr["WINEMEUP_RUNNER_METRICS_PORT"] == "9470" and svr["WINEMEUP_RUNNER_METRICS_HOST"] == "127.0.0.1"
+    )
+    assert lightgbm["WINEMEUP_RUNNER_METRICS_PORT"] == "0"  # none: seven runners never share 9464
+    assert svr["WINEMEUP_RUNNER_TOKEN"] == lightgbm["WINEMEUP_RUNNER_TOKEN"] == "fleet-token-0123456789"
+    assert fleet.metrics_url("svr") == "http://127.0.0.1:9470/metrics"
+    assert "WINEMEUP_RUNNER_TOKEN" not in runner_process("svr", 3107, store, tmp_path / "run").env
