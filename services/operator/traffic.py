@@ -151,7 +151,13 @@ class RouterAdmin:
         self._timeout = timeout_seconds
 
     def apply(self, base_url: str, spec: Mapping[str, Any]) -> Condition:
-        """PUT the policies (and the default, when given); Applied=True when both answer 2xx."""
+        """PUT the policies (and the default, when given); Applied=True when both answer 2xx.
+
+        Nothing is sent when the router already reports them (each pass would otherwise log an
+        admin change)."""
+        current = self.view(base_url)
+        if not current.error and convergence(spec, [current])[0].status == "True":
+            return true(APPLIED, "InForce", "the router already reports this policy")
         try:
             with httpx.Client(base_url=base_url, headers=self._headers, timeout=self._timeout) as client:
                 answer = client.put("/v1/traffic", json=policy_document(spec))

@@ -102,6 +102,9 @@ def test_a_winetraffic_is_applied_and_converges_on_every_replica(routers: list[R
     assert accept(spec, MODELS).status == "True"
     applied = admin_a.apply(a.url, spec)
     assert (applied.status, applied.reason) == ("True", "RouterAccepted"), applied.message
+    # Level-based: the next pass finds it in force and sends nothing.
+    again = admin_a.apply(a.url, spec)
+    assert (again.status, again.reason) == ("True", "InForce"), again.message
     # Replica B adopts it through Redis, as the operator sees when it reads every replica.
     wait_until(
         lambda: convergence(spec, views())[0].status == "True",
