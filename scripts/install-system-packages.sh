@@ -6,6 +6,9 @@
 #   chromium      the UI's browser test
 #   unzip         helm and kubectl come in a zip (scripts/install-k8s-tools.sh)
 #   and the shellcheck package: actionlint checks the workflows' run: steps with it (tests/ci)
+#   podman, runc, catatonit  the images and the chart's workloads as containers (`make images`,
+#                 tests/containers: `podman kube play` needs catatonit for its pause image)
+#   debootstrap   the local base image where no registry answers (scripts/make-base-image.sh)
 # With package names as arguments it installs only those: `make run` asks for
 # `redis-server prometheus`. Needs root and apt-get; elsewhere (macOS, other distributions,
 # no root) it says what is missing and how to install it, and exits 0: the stack runs without
@@ -19,9 +22,14 @@ declare -A binary_of=(
   [chromium]=chromium
   [unzip]=unzip
   [shellcheck]=shellcheck
+  [podman]=podman
+  [runc]=runc
+  [catatonit]=catatonit
+  [debootstrap]=debootstrap
 )
 # Homebrew formulae with the same binaries, for the hint on macOS.
-declare -A brew_of=([redis-server]=redis [prometheus]=prometheus [wrk]=wrk [chromium]=chromium [unzip]=unzip [shellcheck]=shellcheck)
+declare -A brew_of=([redis-server]=redis [prometheus]=prometheus [wrk]=wrk [chromium]=chromium [unzip]=unzip [shellcheck]=shellcheck
+  [podman]=podman [runc]=podman [catatonit]=podman [debootstrap]=debootstrap)
 
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${!binary_of[@]}")
