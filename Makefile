@@ -90,8 +90,8 @@ bench: venv system-packages ## Benchmark the router against the FastAPI and Bent
 # ---- tests and checks -----------------------------------------------------------------------
 
 .PHONY: test
-test: setup ## Run every test: unit, integration, UI and chart checks (e2e skips without a cluster)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup container-images ## Run every test: unit, integration, UI, chart checks, the chart's workloads as containers (e2e skips without a cluster)
+	WINEMEUP_CONTAINERS_IMAGE_TAG=$(CONTAINERS_IMAGE_TAG) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## Run the unit tests only
@@ -162,6 +162,26 @@ dev: k8s-tools ## skaffold hot loop on the kind cluster (syncs Python sources)
 .PHONY: e2e
 e2e: venv ## Run the end-to-end tests against the kind cluster
 	$(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
+# The chart's rendered workloads as podman containers (tests/containers/harness.py): images
+# tagged $(CONTAINERS_IMAGE_TAG), k8s/values/containers-local.yaml, no cluster needed.
+CONTAINERS_IMAGE_TAG ?= e2e
+
+.PHONY: container-images
+container-images: venv ## Build every image for tests/containers (tag CONTAINERS_IMAGE_TAG=e2e) when podman can play them here
+	@if problem="$$($(BIN)/python -c 'from tests.containers.harness import engine_problem; print(engine_problem() or "")')" \
+	  && [ -z "$$problem" ]; then IMAGE_TAG=$(CONTAINERS_IMAGE_TAG) bash scripts/build-images.sh; \
+	else echo "container-images: not built: $$problem (tests/containers will skip, or fail under CI=true)"; fi
+
+.PHONY: e2e-containers
+e2e-containers: venv k8s-tools ## Build the images, play the chart's rendered workloads with podman kube play and test them
+	IMAGE_TAG=$(CONTAINERS_IMAGE_TAG) bash scripts/build-images.sh
+	WINEMEUP_CONTAINERS_IMAGE_TAG=$(CONTAINERS_IMAGE_TAG) $(BIN)/python -m pytest tests/containers -m containers $(PYTEST_ARGS)
+
+.PHONY: bench-containers
+bench-containers: venv k8s-tools system-packages ## Measure the chart's workloads as containers beside `make run` (ready time, RSS, misses/s)
+	IMAGE_TAG=$(CONTAINERS_IMAGE_TAG) bash scripts/build-images.sh
+	WINEMEUP_CONTAINERS_IMAGE_TAG=$(CONTAINERS_IMAGE_TAG) $(BIN)/python -m benchmarks.containers
 
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
