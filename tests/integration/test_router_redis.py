@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLE = SCHEMA.example()
 MODELS = ["lightgbm", "xgboost"]
+REDIS_TIMEOUT_SECONDS = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def stack(
             model_store,
             models=MODELS,
             redis_url=redis.url,
-            redis_timeout_seconds=0.1,
+            redis_timeout_seconds=REDIS_TIMEOUT_SECONDS,
             cache_backoff_seconds=0.2,
         )
         handle.wait_ready()
@@ -133,14 +135,24 @@ def test_redis_killed_then_restarted(
 ) -> None:
     router, redis = stack
     errors_before = _errors(client, metric_reader)
-    redis.kill()
-    try:
+
+    def miss_seconds(offset: float) -> float:
+        """Median time of 20 misses (wines nothing cached)."""
+        seconds = []
         for i in range(20):
-            started = time.monotonic()
-            r = client.post("/v1/predict", json=_wine(9.0 + i / 100))
+            started = time.perf_counter()
+            r = client.post("/v1/predict", json=_wine(offset + i / 100))
+            seconds.append(time.perf_counter() - started)
             assert r.status_code == 200, r.text
             assert r.json()["cached"] is False
-            assert time.monotonic() - started < 1.0
+        return float(statistics.median(seconds))
+
+    with_redis = miss_seconds(7.0)
+    redis.kill()
+    try:
+        without_redis = miss_seconds(9.0)
+        # A dead Redis costs at most its configured timeout per request, never a stall.
+        assert without_redis <= 3 * with_redis + REDIS_TIMEOUT_SECONDS, (with_redis, without_redis)
         assert client.get("/readyz").status_code == 200  # no Redis does not make the router unready
         assert client.get("/readyz").json()["cache"] == {"backend": "redis", "reachable": False}
         assert _errors(client, metric_reader) > errors_before
@@ -188,17 +200,19 @@ def test_redis_slow_is_a_timeout_not_a_slow_answer(
 ) -> None:
     _, redis = stack
     before = _errors(client, metric_reader)
-    redis.command("CLIENT", "PAUSE", "1500", "ALL")
+    pause_seconds = 4.0
+    redis.command("CLIENT", "PAUSE", str(int(pause_seconds * 1000)), "ALL")
     try:
         started = time.monotonic()
         r = client.post("/v1/predict", json=_wine(8.765))
         elapsed = time.monotonic() - started
         assert r.status_code == 200 and r.json()["cached"] is False
-        assert elapsed < 0.8, f"a paused Redis held the request for {elapsed:.2f}s"
+        # Relative to the pause: the answer did not wait for Redis to come back.
+        assert elapsed < pause_seconds / 2, f"a paused Redis held the request for {elapsed:.2f}s"
         assert _errors(client, metric_reader) >= before + 1
     finally:
         # The next test needs an answering Redis: wait for the pause to end (PING is held until then).
-        wait_until(redis.ping, timeout=5)
+        wait_until(redis.ping, timeout=pause_seconds + 5)
 
 
 def test_hot_swap_is_shared_between_replicas(
@@ -230,6 +244,19 @@ def test_hot_swap_is_shared_between_replicas(
         model_store, models=MODELS, redis_url=redis.url, default_model="xgboost", default_sync_seconds=0.1
     )
     third.wait_ready()
-    httpx.put(f"{other.url}/v1/models/default", json={"model": "lightgbm"}, headers=other.headers(admin=True))
-    time.sleep(0.5)
+    swap = httpx.put(
+        f"{other.url}/v1/models/default", json={"model": "lightgbm"}, headers=other.headers(admin=True)
+    )
+    assert swap.status_code == 200 and swap.json()["shared"] is True, swap.text
+    # Shared records are read together at every poll: once the third replica has adopted two
+    # traffic changes made after the swap, it has read the swapped default record too.
+    for splits in ({"lightgbm": {"lightgbm": 90, "xgboost": 10}}, {}):
+        r = httpx.put(f"{other.url}/v1/traffic", json={"splits": splits}, headers=other.headers(admin=True))
+        assert r.status_code == 200 and r.json()["shared"] is True, r.text
+        wait_until(
+            lambda splits=splits: (
+                httpx.get(f"{third.url}/v1/traffic", headers=third.headers()).json()["splits"] == splits
+            ),
+            timeout=5,
+        )
     assert httpx.get(f"{third.url}/v1/models", headers=third.headers()).json()["default"] == "xgboost"
