@@ -248,15 +248,18 @@ def test_hot_swap_is_shared_between_replicas(
         f"{other.url}/v1/models/default", json={"model": "lightgbm"}, headers=other.headers(admin=True)
     )
     assert swap.status_code == 200 and swap.json()["shared"] is True, swap.text
+
     # Shared records are read together at every poll: once the third replica has adopted two
     # traffic changes made after the swap, it has read the swapped default record too.
+    def third_splits() -> Any:
+        return httpx.get(f"{third.url}/v1/traffic", headers=third.headers()).json()["splits"]
+
     for splits in ({"lightgbm": {"lightgbm": 90, "xgboost": 10}}, {}):
         r = httpx.put(f"{other.url}/v1/traffic", json={"splits": splits}, headers=other.headers(admin=True))
         assert r.status_code == 200 and r.json()["shared"] is True, r.text
-        wait_until(
-            lambda splits=splits: (
-                httpx.get(f"{third.url}/v1/traffic", headers=third.headers()).json()["splits"] == splits
-            ),
-            timeout=5,
-        )
+
+        def adopted(want: dict[str, Any] = splits) -> bool:
+            return bool(third_splits() == want)
+
+        wait_until(adopted, timeout=5)
     assert httpx.get(f"{third.url}/v1/models", headers=third.headers()).json()["default"] == "xgboost"
