@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.stack.processes import ManagedProcess, free_port, streamlit_argv
 from tests.support.binaries import require_binary
 from tests.support.router import RouterHandle
+from tests.support.waiting import wait_until
 from ui.screenshot import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration, pytest.mark.slow]
@@ -21,6 +23,13 @@ def test_browser_shows_the_waterfall_the_interval_and_the_drift_table(
 ) -> None:
     require_binary(CHROMIUM, "apt-get install chromium")
     from playwright.sync_api import sync_playwright
+
+    def drift_monitored() -> bool:
+        """The router read the default model's training bins (it loads them after start)."""
+        answer = httpx.get(ready_router.url + "/v1/drift", headers=ready_router.headers(), timeout=10)
+        return bool(answer.json()["enabled"])
+
+    wait_until(drift_monitored, 30, interval=0.2, message=lambda: ready_router.process.log_tail())
 
     port = free_port()
     managed_process(
@@ -57,6 +66,7 @@ def test_browser_shows_the_waterfall_the_interval_and_the_drift_table(
             browser.close()
     assert "With 90% coverage the quality lies between" in text, text
     assert "Method: TreeSHAP" in text
-    assert "Population stability index" in models_text or "Drift is not monitored" in models_text
+    assert "Population stability index" in models_text, models_text
+    assert "Drift is not monitored" not in models_text
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000
