@@ -32,6 +32,31 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def _stage_users(steps: list[tuple[str, str]]) -> list[tuple[str, str | None, bool]]:
+    """(stage name, the user it runs as, whether it has a CMD) per stage; a stage built FROM
+    another stage inherits its user, one FROM an image runs as root (None) until a USER."""
+    stages: list[tuple[str, str | None, bool]] = []
+    users: dict[str, str | None] = {}
+    for kw, rest in steps:
+        if kw == "FROM":
+            words = rest.split()
+            base = words[0]
+            stage = words[2] if len(words) >= 3 and words[1].upper() == "AS" else f"stage{len(stages)}"
+            stages.append((stage, users.get(base), False))
+        elif stages and kw in ("USER", "CMD"):
+            stage, user, runs = stages[-1]
+            stages[-1] = (stage, rest if kw == "USER" else user, runs or kw == "CMD")
+        if stages:
+            users[stages[-1][0]] = stages[-1][1]
+    return stages
+
+
+def test_stage_users_follow_the_stages() -> None:
+    steps = [("FROM", "python AS runtime"), ("USER", "1:1"), ("FROM", "runtime AS a"), ("CMD", "x"),
+             ("FROM", "python AS b"), ("CMD", "y")]  # fmt: skip
+    assert _stage_users(steps) == [("runtime", "1:1", False), ("a", "1:1", True), ("b", None, True)]
+
+
 @pytest.mark.parametrize("name", sorted(ENTRYPOINT_FILES))
 def test_dockerfile_is_multistage_non_root_and_pinned(name: str) -> None:
     steps = _instructions(DOCKER / name)
@@ -39,14 +64,17 @@ def test_dockerfile_is_multistage_non_root_and_pinned(name: str) -> None:
     assert len(froms) >= 2, "multi-stage build expected"
     # The Python the locks are resolved on (requirements/compile.sh), and only the image's own lock.
     assert any(kw == "ARG" and rest.startswith("PYTHON_IMAGE=python:3.11-slim") for kw, rest in steps)
-    assert any("pip install --no-deps --requirement" in rest for kw, rest in steps if kw == "RUN")
+    pip = [rest for kw, rest in steps if kw == "RUN" and "pip install" in rest]
+    assert any(
+        all(flag in rest for flag in ("--no-deps", "--require-hashes", "--requirement")) for rest in pip
+    )
     users = [rest for kw, rest in steps if kw == "USER"]
     uid = yaml.safe_load((CHART / "values.yaml").read_text())["podSecurityContext"]["runAsUser"]
     assert users and users[-1] == f"{uid}:{uid}", "the last USER must be the chart's non-root UID"
-    # The final stage runs as that user; the last instructions are EXPOSE/HEALTHCHECK/CMD/ENV.
-    last_from = max(i for i, (kw, _) in enumerate(steps) if kw == "FROM")
-    assert any(kw == "USER" for kw, _ in steps[last_from:]) or name == "router.Dockerfile"
-    assert any(kw == "CMD" for kw, _ in steps)
+    # Every stage that runs something (a CMD: the router image has two targets) runs as that user.
+    served = {stage: user for stage, user, runs in _stage_users(steps) if runs}
+    assert served, f"{name}: no stage has a CMD"
+    assert served == dict.fromkeys(served, f"{uid}:{uid}"), f"{name}: stages run as {served}"
     for kw, rest in steps:
         if kw == "COPY" and "--from=" not in rest:
             sources = [s for s in rest.split() if not s.startswith("--")][:-1]
