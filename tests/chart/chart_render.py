@@ -7,14 +7,14 @@ that need it are skipped with a reason saying how to install it.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support.binaries import require_binary, require_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "winemeup"
@@ -35,11 +35,8 @@ VALUES_FILES: dict[str, Path | None] = (
 
 
 def tool(name: str) -> Path:
-    """A binary from .tools/bin, or skip the test."""
-    path = TOOLS / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing: {INSTALL_HINT}")
-    return path
+    """A binary from .tools/bin (skips locally, fails under CI=true when missing)."""
+    return require_path(TOOLS / name, INSTALL_HINT)
 
 
 def helm_template(*args: str, release: str = RELEASE, namespace: str = NAMESPACE) -> str:
@@ -98,15 +95,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def require(path: Path, what: str) -> Path:
-    """Skip when a file a test needs is absent."""
-    if not path.exists():
-        pytest.skip(f"{what} not found at {path}")
-    return path
+    """A file a test needs (skips locally, fails under CI=true when absent)."""
+    return require_path(path, what)
 
 
 def which(name: str) -> str:
-    """A binary on PATH, or skip."""
-    found = shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} is not on PATH (Debian: apt-get install prometheus for promtool)")
-    return found
+    """A binary on PATH (skips locally, fails under CI=true when missing)."""
+    return require_binary(name, "Debian: apt-get install prometheus for promtool")

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from chart_render import CHART, CHECKOV, INSTALL_HINT
 
+from tests.support.binaries import require_path
+
 pytestmark = pytest.mark.chart
 
 
 def test_checkov_passes_on_every_render(render_dir: Path) -> None:
-    if not CHECKOV.exists():
-        pytest.skip(f"{CHECKOV} is missing: {INSTALL_HINT}")
+    require_path(CHECKOV, INSTALL_HINT)
     result = subprocess.run(
         [str(CHECKOV), "-d", str(render_dir), "--config-file", str(CHART / ".checkov.yaml"), "-o", "json"],
         capture_output=True,

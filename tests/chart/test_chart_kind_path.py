@@ -13,6 +13,8 @@ import pytest
 import yaml
 from chart_render import REPO_ROOT
 
+from tests.support.binaries import require_binary
+
 pytestmark = pytest.mark.chart
 
 K8S = REPO_ROOT / "k8s"
@@ -60,8 +62,7 @@ def _image_tag(repo: Path) -> str:
 
 
 def test_image_tag_changes_with_every_edit_and_untracked_file(tmp_path: Path) -> None:
-    if not shutil.which("git"):
-        pytest.skip("git is not installed")
+    require_binary("git", "apt-get install git")
     repo = tmp_path / "repo"
     (repo / "k8s").mkdir(parents=True)
     (repo / "charts" / "winemeup").mkdir(parents=True)

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from chart_render import REPO_ROOT
 
+from tests.support.binaries import require_path
+
 pytestmark = pytest.mark.chart
 
 BENTOML = Path(sys.executable).parent / "bentoml"
 
 
 def test_exported_model_imports_into_an_image_store_and_loads(tmp_path: Path) -> None:
-    if not BENTOML.exists():
-        pytest.skip(f"{BENTOML} missing")
+    require_path(BENTOML, "part of the dev venv: make setup")
     source, exports, image_home = tmp_path / "store", tmp_path / "exports", tmp_path / "image-home"
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "PATH": f"{BENTOML.parent}:{os.environ['PATH']}"}
     train = (

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import http.server
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 from chart_render import REPO_ROOT, helm_template, parse
 
+from tests.support.binaries import require_binary
 from tests.support.runners import assert_predicts, serving_runner
 
 RUNNER_TOKEN = "model-uri-test-runner-token"
@@ -212,8 +212,7 @@ def test_fetch_failures_name_the_model_and_the_uri(
 def test_a_truncated_archive_with_its_full_length_is_refused_by_the_import(tmp_path: Path) -> None:
     """A file cut short at its source, published with its own (matching) checksum: the import
     itself must refuse it, still naming model and URI."""
-    if shutil.which("sh") is None:
-        pytest.skip("needs sh")
+    require_binary("sh", "a POSIX shell, as the chart's init container has")
     archive = _export_tiny_model(tmp_path)
     cut = tmp_path / "cut.bentomodel"
     cut.write_bytes(archive[: len(archive) // 2])

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from chart_render import REPO_ROOT
 
+from tests.support.binaries import require_binary, unavailable
 from tests.support.runners import assert_predicts, serving_runner
 
 RUNNER_TOKEN = "readonly-test-runner-token"
@@ -104,8 +105,9 @@ def _export_small_model(staging: Path, out_dir: Path) -> Path:
 
 
 def test_runner_serves_with_a_read_only_home_and_the_charts_emptydirs(renders, tmp_path: Path) -> None:
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root and unshare(1) to build a private read-only mount namespace")
+    require_binary("unshare", "util-linux")
+    if os.geteuid() != 0:
+        unavailable("needs root to build a private read-only mount namespace with unshare(1)")
     runner = next(
         d
         for d in renders["default"].of_kind("Deployment")

@@ -8,21 +8,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.binaries import require_binary
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.chart
 
 
 def test_rendered_redis_runs_as_a_password_protected_lru_cache(renders, tmp_path: Path) -> None:
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if not server or not cli:
-        pytest.skip("redis-server/redis-cli not installed (Debian package redis-server)")
+    require_binary("redis-server", "Debian package redis-server")  # the container's command runs it
+    cli = require_binary("redis-cli", "Debian package redis-server")
     render = renders["default"]
     config = next(c for c in render.of_kind("ConfigMap") if "redis.conf" in c.get("data", {}))
     statefulset = render.of_kind("StatefulSet")[0]
@@ -65,11 +65,11 @@ def test_rendered_redis_runs_as_a_password_protected_lru_cache(renders, tmp_path
                 [cli, "-p", str(port), *args], capture_output=True, text=True, timeout=5, env=env
             ).stdout.strip()
 
-        deadline = time.monotonic() + 10
-        while ask("ping") != "PONG":
+        def answers() -> bool:
             assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            assert time.monotonic() < deadline, "redis-server did not answer"
-            time.sleep(0.1)
+            return ask("ping") == "PONG"
+
+        wait_until(answers, 10, interval=0.1, message="redis-server did not answer")
         assert "NOAUTH" in ask("ping", auth=None)
         assert ask("ping", auth="not-the-password") != "PONG"
         assert ask("config", "get", "maxmemory-policy").splitlines()[1] == "allkeys-lru"

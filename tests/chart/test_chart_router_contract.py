@@ -30,6 +30,8 @@ from pathlib import Path
 import pytest
 from chart_render import REPO_ROOT, VALUES_FILES, helm_template, parse
 
+from tests.support.binaries import require_path
+
 pytestmark = pytest.mark.chart
 
 
@@ -55,8 +57,7 @@ def _tiny_model_store(home: Path) -> None:
 @pytest.fixture(scope="module")
 def chart_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """(base URL, rendered docs' router env) of a router started from the chart's config."""
-    if not (REPO_ROOT / "services" / "router" / "__main__.py").exists():
-        pytest.skip("the router is not in this checkout yet")
+    require_path(REPO_ROOT / "services" / "router" / "__main__.py", "the router's entry point")
     home = tmp_path_factory.mktemp("chart-router-store")
     work = tmp_path_factory.mktemp("chart-router-work")
     _tiny_model_store(home)

@@ -4,7 +4,6 @@ Prometheus serving under that path (--web.route-prefix)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -13,13 +12,13 @@ from pathlib import Path
 import pytest
 from e2e_cluster import Cluster, E2ESettings
 
+from tests.support.binaries import require_binary
+
 pytestmark = pytest.mark.integration
 
 
 def test_prometheus_query_through_the_service_proxy_path(tmp_path: Path) -> None:
-    prometheus = shutil.which("prometheus")
-    if not prometheus:
-        pytest.skip("prometheus is not installed (Debian package prometheus)")
+    prometheus = require_binary("prometheus", "Debian package prometheus")
     from kubernetes import client
 
     settings = E2ESettings()

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.binaries import require_path
 from winemeup.schema import SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -47,8 +48,7 @@ def _tiny_store(home: Path) -> None:
 
 
 def _queries() -> list[str]:
-    if not HELM.exists():
-        pytest.skip(f"{HELM} is missing: run scripts/install-k8s-tools.sh (or make k8s-tools)")
+    require_path(HELM, "run scripts/install-k8s-tools.sh (or make k8s-tools)")
     rendered = subprocess.run(
         [str(HELM), "template", "wm", str(CHART), "--show-only", "templates/prometheusrule.yaml",
          "--set", "metrics.prometheusRule.enabled=true"],

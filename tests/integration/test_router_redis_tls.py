@@ -10,7 +10,6 @@ the log says why without ever printing a password.
 from __future__ import annotations
 
 import secrets
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from services.stack.processes import ManagedProcess, free_port, redis_server_argv
+from tests.support.binaries import require_binary, unavailable
 from winemeup.schema import SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -36,8 +36,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def _make_certificates(directory: Path) -> dict[str, Path]:
     """A throw-away CA and a server certificate for 127.0.0.1 and localhost, signed by it."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (apt-get install openssl)")
+    require_binary("openssl", "apt-get install openssl")
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=winemeup-test-ca",
              "-keyout", "ca.key", "-out", "ca.crt", cwd=directory)  # fmt: skip
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
@@ -66,9 +65,7 @@ def _tls_command(port: int, ca: Path, password: str, *args: str) -> bytes:
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """redis-server with requirepass, TLS only (its plain port is off)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    binary = require_binary("redis-server", "apt-get install redis-server")
     directory = tmp_path_factory.mktemp("redis-tls")
     certs = _make_certificates(directory)
     password = "pw-" + secrets.token_urlsafe(18)
@@ -95,7 +92,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     except Exception as e:
         proc.stop()
         if "tls" in proc.log_tail().lower() and "not" in proc.log_tail().lower():
-            pytest.skip(f"this redis-server was built without TLS: {e}")
+            unavailable(f"this redis-server was built without TLS: {e}")
         raise
     try:
         yield {

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from training_helpers import INSPECT_STORE, run_module
 
+from tests.support.binaries import require_path
 from training.data import SHA256, dataset_sha256, load_wine_data
 from training.evaluation import PAPER_SVM, holdout_split
 from training.models import EVALUATED_MODELS
@@ -39,8 +40,7 @@ def test_fast_run_on_real_data(model_store: Path, data_dir: Path) -> None:
         assert meta["metrics"]["test"]["overall"]["rmse"] < 0.78
 
     reports = model_store.parent / "reports"
-    if not (reports / "leaderboard.json").is_file():
-        pytest.skip(f"no reports beside the reused model store {model_store}")
+    require_path(reports / "leaderboard.json", f"no reports beside the reused model store {model_store}")
     board = json.loads((reports / "leaderboard.json").read_text())
     assert [m["name"] for m in board["models"]] and {m["name"] for m in board["models"]} == set(
         EVALUATED_MODELS
@@ -81,8 +81,7 @@ def test_fast_run_stores_intervals_that_cover_the_held_out_test(
 
 def test_fast_run_leaderboard_holds_ensembles_and_interval_coverage(model_store: Path) -> None:
     reports = model_store.parent / "reports"
-    if not (reports / "leaderboard.json").is_file():
-        pytest.skip(f"no reports beside the reused model store {model_store}")
+    require_path(reports / "leaderboard.json", f"no reports beside the reused model store {model_store}")
     board = json.loads((reports / "leaderboard.json").read_text())
     ensembles = board["ensembles"]
     assert ensembles["blends"] and ensembles["best"] in {b["name"] for b in ensembles["blends"]}
