@@ -325,6 +325,14 @@ def run(settings: BenchSettings) -> BenchRun:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `--scenario tail`: only the tail through the runners (benchmarks/tail.py), on its own.
+    if sys.argv[1:] == ["--scenario", "tail"]:
+        from benchmarks import tail
+
+        return tail.main()
+    if sys.argv[1:]:
+        print("usage: python -m benchmarks [--scenario tail]", file=sys.stderr)
+        return 2
     settings = BenchSettings()
     if shutil.which("wrk") is None:
         print("wrk is not installed: run `make setup` (Debian package wrk)", file=sys.stderr)

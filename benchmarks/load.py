@@ -51,6 +51,8 @@ class Result:
     p99_ms: float
     errors: int
     rows_per_request: int = 1
+    p999_ms: float = float("nan")
+    """p99.9 (benchmarks/wrk/post.lua reports it; pool.lua does not)."""
 
     @property
     def rps(self) -> float:
@@ -183,6 +185,7 @@ def _result(figures: dict[str, Any], rows: int) -> Result:
         p99_ms=figures["p99_us"] / 1000,
         errors=errors,
         rows_per_request=rows,
+        p999_ms=figures["p999_us"] / 1000 if "p999_us" in figures else float("nan"),
     )
 
 

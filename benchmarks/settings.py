@@ -24,6 +24,9 @@ class BenchSettings(BaseSettings):
         10_000, ge=0, description="Requests sent to each runner before its memory is measured again."
     )
     warmup_seconds: int = Field(2, ge=0, description="Length of the unrecorded warm-up run before each.")
+    tail_seconds: int = Field(
+        60, gt=0, description="Length of each model's run in the tail scenario (--scenario tail)."
+    )
     connections: int = Field(4, gt=0, description="Concurrent connections of the single-row scenarios.")
     batch_rows: int = Field(1000, gt=0, description="Rows per request in the batch scenario.")
     batch_connections: int = Field(1, gt=0, description="Concurrent batch clients (the goal is for one).")
