@@ -487,7 +487,10 @@ class ErrorBody(BaseModel):
     )
     code: str = Field(
         "",
-        description="Stable machine-readable code (validation_error, unknown_model, model_unavailable, ...).",
+        description="Stable machine-readable code (validation_error, unknown_model, too_many_requests, "
+        "model_unavailable, ...).",
         examples=["validation_error"],
     )
-    details: list[FieldProblem] = Field(default_factory=list, description="One entry per invalid field.")
+    details: list[FieldProblem] = Field(
+        default_factory=list, description="One entry per invalid field (always present; empty when none is)."
+    )

@@ -160,7 +160,7 @@ class Router:
         role = self.keyring.require(key, admin=route.auth == "admin")
         if route.auth == "admin":
             logger.info("admin %s %s by %s (request %s)", route.method, route.path, key_id(key), request.id)
-        return key or b"", role, await self.limiter.admit(key or b"", role, rows=route.rows)
+        return key or b"", role, await self.limiter.admit(key or b"", role, route.rows, route.single_row)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -170,7 +170,7 @@ class Router:
         request.id = _request_id(headers.get(_REQUEST_ID))
         token = REQUEST_ID.set(request.id)
         extra: list[tuple[bytes, bytes]] = []
-        key, role = b"", Role.NONE
+        key, role, paid = b"", Role.NONE, 0
         try:
             if methods is None:
                 raise RouteNotFound(f"no route {scope['path']}")
@@ -178,6 +178,7 @@ class Router:
             if route is None:
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}", methods)
             key, role, extra = await self._guard(route, request)
+            paid = 1 if route.single_row and route.auth != "open" else 0  # taken on admission
             response = await route.handler(request)
         except ServiceError as e:
             response = Response(e.status, orjson.dumps(e.body()))
@@ -214,8 +215,9 @@ class Router:
         )
         await send({"type": "http.response.body", "body": response.body})
         labels = request.labels
-        if labels.rows and response.status < 400:
-            await self.limiter.charge_rows(key, role, labels.rows)
+        unpaid = labels.rows - paid
+        if unpaid > 0 and response.status < 400:
+            await self.limiter.charge_rows(key, role, unpaid)
         metrics.request_counter(route_label, labels.model, f"{response.status // 100}xx").inc()
         if labels.placement:
             metrics.latency_histogram(labels.model, labels.placement).observe(time.perf_counter() - started)

@@ -275,6 +275,8 @@ class DataPlane:
         model = self._resolve(name, labels)
         labels.rows = 1
         routed = await self.traffic.predict_one(model, row)
+        if routed.model != model.name:  # a canary split chose another model: label by it
+            labels.model, labels.placement = routed.model, self.registry.resolve(routed.model).placement
         prediction = await self._finish(model, routed, level, np.array((row,), dtype=np.float64))
         self.drift.add(row)
         return prediction

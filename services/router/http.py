@@ -109,3 +109,5 @@ class Route:
     media_type: str = "application/json"
     rows: bool = False
     """True for routes that score or explain rows (they count against the rows budget)."""
+    single_row: bool = False
+    """True when every request carries exactly one row: charged with the request itself."""

@@ -1,9 +1,10 @@
 """Per-key budgets: token buckets of requests and of rows, shared between replicas through Redis.
 
 Each API key has two buckets per key class (``user``, ``admin``, from ``rate_limits``): one of
-requests (a request takes one token) and one of rows (the rows a request scored or explained are
-charged after it was served, so the bucket may go into debt; a rows route is refused while its
-key's rows bucket is empty). Both are refilled continuously at their rate up to their burst.
+requests (a request takes one token) and one of rows (the rows a batch scored or explained are
+charged after it was served, so the bucket may go into debt, a single row with its request; a
+rows route is refused while its key's rows bucket is empty). Both are refilled continuously at
+their rate up to their burst.
 
 With Redis, one Lua script reads, refills and takes both buckets atomically, with Redis's clock,
 so every replica spends the same budget. When Redis fails, this replica falls back to buckets of
@@ -168,14 +169,17 @@ class RateLimiter:
     def _class_of(role: Role) -> str:
         return "admin" if role is Role.ADMIN else "user"
 
-    async def admit(self, key: bytes, role: Role, rows: bool) -> list[tuple[bytes, bytes]]:
-        """Take one request from the key's budget (and, for a rows route, need rows left).
+    async def admit(
+        self, key: bytes, role: Role, rows: bool, single_row: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        """Take one request from the key's budget (and, for a rows route, need rows left; a
+        single-row route's row is taken at once, sparing a second round trip).
 
         The RateLimit headers for the answer; TooManyRequests when over budget.
         """
         key_class = self._class_of(role)
         budget = self.budgets[key_class]
-        allowed, left, wait = await self._spend(key, budget, 1, 0, rows)
+        allowed, left, wait = await self._spend(key, budget, 1, 1 if single_row else 0, rows)
         reset = math.ceil(max(0.0, budget.request_burst - left) / budget.requests_per_second)
         headers = [
             budget.policy_header(),
@@ -211,7 +215,9 @@ class Unlimited(RateLimiter):
     def __init__(self) -> None:
         super().__init__({})
 
-    async def admit(self, key: bytes, role: Role, rows: bool) -> list[tuple[bytes, bytes]]:
+    async def admit(
+        self, key: bytes, role: Role, rows: bool, single_row: bool = False
+    ) -> list[tuple[bytes, bytes]]:
         return []
 
     async def charge_rows(self, key: bytes, role: Role, rows: int) -> None:

@@ -93,11 +93,11 @@ class V1:
         """Every ``/v1`` route, as the application serves and documents it."""
         return [
             Route("POST", "/v1/predict", self.predict, "user", PredictRequest, PredictResponse,
-                  errors=_PREDICT_ERRORS, rows=True),
+                  errors=_PREDICT_ERRORS, rows=True, single_row=True),
             Route("POST", "/v1/predict/batch", self.predict_batch, "user", BatchRequest, BatchResponse,
                   errors=_PREDICT_ERRORS, rows=True),
             Route("POST", "/v1/explain", self.explain, "user", ExplainRequest, ExplainResponse, "insight",
-                  _EXPLAIN_ERRORS, rows=True),
+                  _EXPLAIN_ERRORS, rows=True, single_row=True),
             Route("POST", "/v1/explain/batch", self.explain_batch, "user", ExplainBatchRequest,
                   ExplainBatchResponse, "insight", _EXPLAIN_ERRORS, rows=True),
             Route("GET", "/v1/drift", self.drift, "user", None, DriftReport, "insight"),
