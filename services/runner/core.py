@@ -219,13 +219,14 @@ class ModelServer:
             # collections then stop walking them on the request path.
             gc.collect()
             gc.freeze()
-            self._runtime = runtime
-            # Explainers that run apart (a child process) start now, not on the first request.
+            # Explainers that run apart (a child process) start now, not on the first request;
+            # `ready` waits for them, so they exist before the runtime is published.
             self._explainer_pool(runtime)
             for explainer in self._all_explainers:
                 start = getattr(explainer, "start_in_background", None)
                 if start is not None:
                     start()
+            self._runtime = runtime
             logger.info(
                 "loaded model %s:%s (%s) in %.2f s",
                 runtime.info.name,
@@ -258,8 +259,15 @@ class ModelServer:
 
     @property
     def ready(self) -> bool:
-        """Whether the model is loaded and requests can be served."""
-        return self._runtime is not None
+        """Whether the model is loaded and requests can be served, explanations included: an
+        explainer starting apart (a child process) has finished starting, or failed to."""
+        if self._runtime is None:
+            return False
+        return all(
+            started.is_set()
+            for started in (getattr(e, "started", None) for e in self._all_explainers)
+            if started is not None
+        )
 
     @property
     def failed(self) -> bool:

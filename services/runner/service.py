@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -64,6 +66,27 @@ except ValidationError as e:
         f"invalid runner settings: {e}\nSet WINEMEUP_RUNNER_MODEL to one of the seven models "
         "(or pass `--arg model=<name>` to bentoml serve)."
     ) from None
+
+
+def _require_writable_metrics_dir() -> None:
+    """Refuse to start when BentoML's Prometheus multiprocess directory is not writable here.
+
+    Otherwise BentoML's metrics middleware fails half-way through its set-up at start-up (which
+    uvicorn's lifespan "auto" mode swallows) and retries it on every request, so every route,
+    probes included, answers 500 with ``DuplicateTimeseries`` (seen with a root-owned directory
+    and the pod's UID 10001; docs/images.md).
+    """
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    directory = Path(BentoMLContainer.prometheus_multiproc_dir.get())
+    if directory.is_dir() and not os.access(directory, os.W_OK | os.X_OK):
+        raise RuntimeError(
+            f"BentoML's Prometheus directory {directory} is not writable by uid {os.getuid()}: "
+            "mount a writable volume there (the chart mounts an emptyDir) or give it to this user"
+        )
+
+
+_require_writable_metrics_dir()
 
 
 class PredictResponse(BaseModel):

@@ -24,7 +24,6 @@ import pytest
 from services.runner.fleet import RunnerFleet
 from services.runner.middleware import TOKEN_HEADER
 from tests.support.runners import runner_fleet
-from tests.support.waiting import wait_until
 from winemeup.api import ErrorBody
 from winemeup.schema import SCHEMA
 
@@ -45,16 +44,6 @@ def fleet(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     fleet.start()
     try:
-        # Each runner's explainer process loads its own copy of the model after /readyz turns
-        # 200 (explanations answer 503 "starting" meanwhile).
-        for model in fleet.ports:
-            url = fleet.url(model) + "/explain"
-
-            def explains(url: str = url) -> bool:
-                answer = httpx.post(url, json={"rows": [ROW]}, headers=AUTH, timeout=30)
-                return answer.status_code == 200
-
-            wait_until(explains, timeout=120, interval=0.5)
         yield fleet
     finally:
         fleet.stop()
@@ -234,3 +223,12 @@ def test_an_explain_flood_gets_429_while_predictions_keep_their_latency(
     # Measured here: p99 1.5-6 ms quiet, about 6 ms during the flood with the explainer in its
     # own niced process; 83-233 ms when the explanations ran in a thread of the runner.
     assert busy_p99 <= 5 * quiet_p99, (quiet_p99, busy_p99, statuses)
+
+
+def test_a_ready_runner_explains_at_once(fleet: RunnerFleet, client: httpx.Client) -> None:
+    """/readyz turns 200 only once the explainer process is up: the first explanation after it
+    is answered, not refused while a model loads."""
+    for model in fleet.ports:
+        answer = client.post(fleet.url(model) + "/explain", json={"rows": [ROW] * 3}, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["contributions"]) == 3
