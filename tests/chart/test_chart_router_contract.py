@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,7 +29,9 @@ from pathlib import Path
 import pytest
 from chart_render import REPO_ROOT, VALUES_FILES, helm_template, parse
 
+from services.stack.processes import http_status
 from tests.support.binaries import require_path
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.chart
 
@@ -122,17 +123,12 @@ def chart_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def router_ready() -> bool:
             assert process.poll() is None, f"router exited:\n{log.read_text()[-3000:]}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(base + "/readyz", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"router not ready in 60 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.2)
+            return http_status(base + "/readyz") == 200
+
+        wait_until(router_ready, 60, interval=0.2, message=lambda: log.read_text()[-3000:])
         # The environment of a second replica (another port): see the replica test below.
         replica_env = {k: v for k, v in full_env.items() if k not in ("HOME", "TMPDIR")}
         yield base, {"script": str(script), "python_path": str(REPO_ROOT), "env": json.dumps(replica_env)}
@@ -227,17 +223,12 @@ def test_helm_test_passes_whichever_replica_answers(chart_router, tmp_path: Path
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def replica_up() -> bool:
             assert fresh.poll() is None, f"replica exited:\n{log.read_text()[-3000:]}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"replica not up in 60 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.2)
+            return http_status(f"http://127.0.0.1:{port}/healthz") == 200
+
+        wait_until(replica_up, 60, interval=0.2, message=lambda: log.read_text()[-3000:])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             assert b"winemeup_router_request_duration_seconds_bucket" not in response.read()
         result = _run_helm_test(f"http://127.0.0.1:{proxy.server_port}", paths, "chart-key-1")

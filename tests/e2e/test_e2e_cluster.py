@@ -10,10 +10,12 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from e2e_cluster import Cluster, E2ESettings
 
+from tests.support.waiting import wait_until
 from winemeup.schema import SCHEMA
 
 pytestmark = pytest.mark.e2e
@@ -53,21 +55,21 @@ def test_prometheus_scrapes_router_runners_and_redis(cluster: Cluster) -> None:
     ns = cluster.settings.namespace
     router = f"{cluster.fullname}-router"
     runners = cluster.apps.list_namespaced_deployment(ns, label_selector="winemeup.io/tier=runner").items
-    deadline = time.monotonic() + 120
-    while True:
-        routers_up = cluster.prometheus(f'up{{namespace="{ns}", service="{router}"}} == 1')
-        runners_up = cluster.prometheus(
+    seen: dict[str, Any] = {}
+
+    def all_scraped() -> bool:
+        seen["routers"] = cluster.prometheus(f'up{{namespace="{ns}", service="{router}"}} == 1')
+        seen["runners"] = cluster.prometheus(
             f'sum by (model) (up{{namespace="{ns}", container="runner", model!=""}})'
         )
-        requests = cluster.prometheus(f'sum(winemeup_router_requests_total{{namespace="{ns}"}})')
-        redis = cluster.prometheus(f'redis_up{{namespace="{ns}"}} == 1')
-        if routers_up and len(runners_up) == len(runners) and requests and redis:
-            break
-        assert time.monotonic() < deadline, (
-            f"after 120 s Prometheus sees routers={routers_up} runners={runners_up} "
-            f"requests={requests} redis={redis}"
+        seen["requests"] = cluster.prometheus(f'sum(winemeup_router_requests_total{{namespace="{ns}"}})')
+        seen["redis"] = cluster.prometheus(f'redis_up{{namespace="{ns}"}} == 1')
+        return bool(
+            seen["routers"] and len(seen["runners"]) == len(runners) and seen["requests"] and seen["redis"]
         )
-        time.sleep(5)
+
+    wait_until(all_scraped, 120, interval=5, message=lambda: f"Prometheus sees {seen}")
+    runners_up = seen["runners"]
     assert all(float(r["value"][1]) >= 1 for r in runners_up)
 
 
@@ -132,10 +134,10 @@ def test_router_hpa_scales_out_under_load_and_back_in(cluster: Cluster) -> None:
     # Saturation before the new pods are ready may shed a few requests; many means trouble.
     assert sent[1] <= 0.05 * sum(sent), f"{sent[1]} of {sum(sent)} requests failed under load"
 
-    deadline = time.monotonic() + cluster.settings.scale_in_seconds
-    while replicas() > floor:
-        assert time.monotonic() < deadline, (
-            f"still {replicas()} replicas {cluster.settings.scale_in_seconds:.0f} s after the load stopped"
-        )
-        time.sleep(5)
+    wait_until(
+        lambda: replicas() <= floor,
+        cluster.settings.scale_in_seconds,
+        interval=5,
+        message=lambda: f"still {replicas()} replicas after the load stopped",
+    )
     print(f"\nrouter scaled {floor} -> {peak} after {scaled_out_after:.0f} s of load, back to {floor}")

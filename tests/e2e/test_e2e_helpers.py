@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_cluster import Cluster, E2ESettings
 
 from tests.support.binaries import require_binary
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,16 +50,14 @@ def test_prometheus_query_through_the_service_proxy_path(tmp_path: Path) -> None
         configuration = client.Configuration()
         configuration.host = f"http://127.0.0.1:{port}"
         cluster = Cluster(settings, client.CoreV1Api(client.ApiClient(configuration)), None, None, "unused")
-        deadline = time.monotonic() + 30
-        while True:
+
+        def self_up() -> list[dict[str, Any]]:
             try:
-                result = cluster.prometheus('up{job="self"} == 1')
+                return list(cluster.prometheus('up{job="self"} == 1'))
             except Exception:  # not listening yet
-                result = []
-            if result:
-                break
-            assert time.monotonic() < deadline, "Prometheus never reported its own target up"
-            time.sleep(0.5)
+                return []
+
+        result = wait_until(self_up, 30, interval=0.5, message="Prometheus never reported its own target up")
         assert result[0]["metric"]["job"] == "self"
         assert cluster.prometheus('up{job="nothing"}') == []
     finally:

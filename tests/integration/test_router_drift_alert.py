@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chart.chart_render import NAMESPACE, RELEASE, helm_template, parse
 from tests.support.binaries import require_binary
+from tests.support.waiting import wait_until
 from tests.support.wines import read_wines
 
 pytestmark = pytest.mark.integration
@@ -76,13 +76,13 @@ def test_red_wines_sent_as_white_fire_the_drift_alert(
     reds = read_wines(data_dir, "red", as_type="white")
     with httpx.Client(base_url=handle.url, headers=handle.headers(), timeout=60) as client:
         assert client.post("/v1/predict/batch", json={"instances": reds}).status_code == 200
-        deadline = time.monotonic() + 20
-        text = ""
-        while time.monotonic() < deadline:
+
+        def aggregated() -> str | None:
+            """The metrics once the white window holds the rows sent."""
             text = client.get("/metrics").text
-            if 'winemeup_router_drift_window_rows{wine_type="white"} 1000.0' in text:
-                break
-            time.sleep(0.3)
+            return text if 'winemeup_router_drift_window_rows{wine_type="white"} 1000.0' in text else None
+
+        text = wait_until(aggregated, 20, interval=0.3)
     inputs, psi = _input_series(text)
     drifted = sorted(key for key, value in psi.items() if value > THRESHOLD)
     assert drifted and all(wine_type == "white" for _, wine_type in drifted)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.waiting import wait_until
 from tests.support.wines import WINES, read_wines
 from winemeup.runtimes import MODEL_NAMES
 from winemeup.schema import SCHEMA, quality_grade
@@ -130,14 +131,14 @@ def test_drift_sees_red_wines_sent_as_white(client: httpx.Client, data_dir: Path
     reds = read_wines(data_dir, "red", as_type="white")[:1000]
     answer = client.post("/v1/predict/batch", json={"instances": reds})
     assert answer.status_code == 200, answer.text
-    drift: dict[str, Any] = {}
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        drift = client.get("/v1/drift").json()
+
+    def aggregated() -> dict[str, Any] | None:
+        """The drift report once the white window holds the 1,000 rows sent."""
+        drift: dict[str, Any] = client.get("/v1/drift").json()
         white = [t for t in drift["types"] if t["wine_type"] == "white"]
-        if white and white[0]["rows"] >= 1000:
-            break
-        time.sleep(0.3)
+        return drift if white and white[0]["rows"] >= 1000 else None
+
+    drift = wait_until(aggregated, 20, interval=0.3)
     white_type = next(t for t in drift["types"] if t["wine_type"] == "white")
     assert drift["enabled"] and drift["reference"].startswith("lightgbm:")
     assert white_type["rows"] == 1000  # the window holds at most drift_window_rows

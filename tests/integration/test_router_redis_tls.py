@@ -13,7 +13,6 @@ import secrets
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 
 from services.stack.processes import ManagedProcess, free_port, redis_server_argv
 from tests.support.binaries import require_binary, unavailable
+from tests.support.waiting import wait_until
 from winemeup.schema import SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -109,15 +109,6 @@ def _log(router: Any) -> str:
     return Path(router.process.log_path).read_text(errors="replace")
 
 
-def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_router_caches_through_redis_with_password_and_tls(
     tls_redis: dict[str, Any], model_store: Path, router: Callable[..., Any]
 ) -> None:
@@ -170,7 +161,7 @@ def test_wrong_password_fails_open_with_a_clear_log_line(
     def cache_lines() -> list[str]:
         return [x for x in _log(handle).splitlines() if "redis cache" in x and "AuthenticationError" in x]
 
-    assert _until(lambda: bool(cache_lines())), _log(handle)[-2000:]
+    wait_until(lambda: bool(cache_lines()), 10, message=lambda: _log(handle)[-2000:])
     assert "serving without the cache" in cache_lines()[0]
     assert "check the Redis password" in cache_lines()[0]
     assert wrong not in _log(handle) and tls_redis["password"] not in _log(handle)
