@@ -27,11 +27,14 @@ class FakeClock:
 
 async def _scenario() -> tuple[list[int], int, list[int]]:
     ports: list[int] = []
+    held, release = asyncio.Event(), asyncio.Event()
 
     async def handle(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         ports.append(peer[1] if peer else -1)
-        await asyncio.sleep(float(request.query.get("sleep", "0")))
+        if "hold" in request.query:  # answered only once the test releases it
+            held.set()
+            await release.wait()
         return web.Response(text="ok")
 
     app = web.Application()
@@ -53,10 +56,11 @@ async def _scenario() -> tuple[list[int], int, list[int]]:
         for _ in range(5):
             assert await get() == "ok"
         young = list(ports)
-        slow = asyncio.ensure_future(get("?sleep=0.2"))  # in flight when the session is renewed
-        await asyncio.sleep(0.05)
+        slow = asyncio.ensure_future(get("?hold"))  # in flight when the session is renewed
+        await held.wait()
         clock.now = 31.0
         assert await get() == "ok"
+        release.set()
         assert await slow == "ok"  # the old connection drained, not cut
         for _ in range(3):
             assert await get() == "ok"
