@@ -27,7 +27,7 @@ def test_wait_until_fails_saying_what_it_waited_for() -> None:
     started = time.monotonic()
     with pytest.raises(WaitTimeoutError, match=r"redis_answers still false after 0.2 s: log tail"):
         wait_until(redis_answers, timeout=0.2, interval=0.01, message=lambda: "log tail")
-    assert 0.2 <= time.monotonic() - started < 2
+    assert 1 <= (time.monotonic() - started) / 0.2 < 10  # the timeout, not much beyond it
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("true", "failed"), ("", "skipped")])

@@ -6,6 +6,7 @@ import json
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -226,14 +227,23 @@ def test_psi_formula() -> None:
     assert np.isfinite(psi(np.array([0.5, 0.5]), np.array([1.0, 0.0])))
 
 
-def test_add_costs_a_few_microseconds(reference: DriftReference, wine: WineData) -> None:
-    window = DriftWindow(reference, size=5000)
-    rows = wine.X[:2000].tolist()
+def _best_seconds_per_item(work: Any, items: list[Any]) -> float:
     best = float("inf")
     for _ in range(5):
         started = time.perf_counter()
-        for row in rows:
-            window.add(row)
-        best = min(best, (time.perf_counter() - started) / len(rows))
-    # Measured about 1-2 µs here; the bound leaves room for a busy shared machine.
-    assert best < 20e-6, f"{best * 1e6:.1f} µs per row"
+        for item in items:
+            work(item)
+        best = min(best, (time.perf_counter() - started) / len(items))
+    return best
+
+
+def test_add_costs_a_fraction_of_validating_the_row(reference: DriftReference, wine: WineData) -> None:
+    """Recording a served row costs less than half of validating it, which every request pays
+    anyway (a ratio measured side by side, so a busy machine slows both). Measured here:
+    0.3 µs against 6.2 µs."""
+    window = DriftWindow(reference, size=5000)
+    rows = wine.X[:2000].tolist()
+    instances = [SCHEMA.decode(row) for row in rows]
+    add = _best_seconds_per_item(window.add, rows)
+    validate = _best_seconds_per_item(SCHEMA.validate, instances)
+    assert add < validate / 2, f"add {add * 1e6:.2f} µs, validate {validate * 1e6:.2f} µs per row"
