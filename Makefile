@@ -139,6 +139,22 @@ format: venv ## Format the code with ruff
 
 # ---- Kubernetes -----------------------------------------------------------------------------
 
+.PHONY: base-image
+base-image: ## Make the local stand-in for python:3.11-slim-bookworm with debootstrap (no registry needed; root)
+	bash scripts/make-base-image.sh
+
+.PHONY: images
+images: venv ## Build every image (router, router-models, 7 runners, UI) with docker or podman; trains first if the store is empty
+	bash scripts/build-images.sh
+
+.PHONY: images-smoke
+images-smoke: venv k8s-tools ## Run each built image briefly as the chart runs it (UID, read-only root, emptyDirs) and check it serves
+	$(BIN)/python scripts/smoke_images.py
+
+.PHONY: test-images
+test-images: venv ## Check that each image's lock holds what its entry point imports (fresh venvs, no engine)
+	$(BIN)/python -m pytest tests/images $(PYTEST_ARGS)
+
 .PHONY: manifests
 manifests: k8s-tools ## Regenerate k8s/manifests/ from the chart's default values
 	bash k8s/render-manifests.sh

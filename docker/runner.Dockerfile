@@ -48,13 +48,21 @@ FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 COPY --from=lock /requirements.lock /tmp/requirements.lock
-# Hashed lock (--require-hashes); pip's cache is a build cache shared by every image and build,
-# never a layer; a proxy's CA bundle, when the build passes one as the secret pip-ca, is
-# mounted for this step only (scripts/build-images.sh passes the host's bundle).
-RUN --mount=type=cache,id=winemeup-pip,target=/root/.cache/pip,sharing=locked \
+# The lock's wheels, checked against its hashes (--require-hashes), are downloaded into a build
+# cache shared by every image and build (never a layer): `pip download` skips a wheel that is
+# already there with the right hash, then the install reads only that folder. (pip's own HTTP
+# cache stores nothing behind a proxy that strips caching headers.) A proxy's CA bundle, when
+# the build passes one as the secret pip-ca, is mounted for this step only.
+RUN --mount=type=cache,id=winemeup-wheels,target=/var/cache/winemeup-wheels,sharing=locked \
     --mount=type=secret,id=pip-ca \
     set -eu; if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
-    /opt/venv/bin/pip install --no-deps --require-hashes --requirement /tmp/requirements.lock
+    wheels=/var/cache/winemeup-wheels; \
+    /opt/venv/bin/pip download --no-deps --require-hashes --dest "$wheels" --requirement /tmp/requirements.lock; \
+    /opt/venv/bin/pip install --no-index --find-links "$wheels" --no-deps --require-hashes \
+      --requirement /tmp/requirements.lock
+# Tests, headers, pip and setuptools out (docker/prune-venv.sh says what and why).
+COPY docker/prune-venv.sh /usr/local/bin/prune-venv.sh
+RUN prune-venv.sh /opt/venv
 
 # ---- model: the exported model imported into a BentoML model store ------------------------------
 FROM deps AS model
@@ -74,13 +82,20 @@ FROM ${PYTHON_IMAGE} AS runner
 # runner so that the layers below the model stay shared; it is under 1 MB.
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends libgomp1 \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && groupadd --gid 10001 winemeup \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin winemeup \
     # BentoML creates these under BENTOML_HOME when missing: create them now, because the root
     # filesystem is read-only in the cluster (tmp and prometheus_multiproc_dir get emptyDirs).
     && mkdir -p /opt/winemeup/bentoml/models /opt/winemeup/bentoml/bentos /opt/winemeup/bentoml/envs \
-                /opt/winemeup/bentoml/tmp /opt/winemeup/bentoml/prometheus_multiproc_dir
+                /opt/winemeup/bentoml/tmp /opt/winemeup/bentoml/prometheus_multiproc_dir \
+    # The two BentoML writes at run time belong to the app user. Where the chart mounts emptyDirs
+    # over them that changes nothing on a cluster (an emptyDir is world-writable), but podman's
+    # tmpfs and kube-play volumes take the owner and mode of the image's directory: root-owned,
+    # the runner could not write its Prometheus multiprocess files, BentoML's metrics middleware
+    # failed half-way through its start-up (hidden by uvicorn's lifespan "auto"), and every
+    # request then answered 500 with DuplicateTimeseries (docs/images.md).
+    && chown 10001:10001 /opt/winemeup/bentoml/tmp /opt/winemeup/bentoml/prometheus_multiproc_dir
 # For the chart's model-fetch init container (every runner lock has BentoML).
 COPY docker/import-models.sh /usr/local/bin/import-models.sh
 COPY --from=deps /opt/venv /opt/venv

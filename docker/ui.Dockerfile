@@ -15,13 +15,21 @@ FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 COPY requirements/ui.lock /tmp/requirements.lock
-# Hashed lock (--require-hashes); pip's cache is a build cache shared by every image and build,
-# never a layer; a proxy's CA bundle, when the build passes one as the secret pip-ca, is
-# mounted for this step only (scripts/build-images.sh passes the host's bundle).
-RUN --mount=type=cache,id=winemeup-pip,target=/root/.cache/pip,sharing=locked \
+# The lock's wheels, checked against its hashes (--require-hashes), are downloaded into a build
+# cache shared by every image and build (never a layer): `pip download` skips a wheel that is
+# already there with the right hash, then the install reads only that folder. (pip's own HTTP
+# cache stores nothing behind a proxy that strips caching headers.) A proxy's CA bundle, when
+# the build passes one as the secret pip-ca, is mounted for this step only.
+RUN --mount=type=cache,id=winemeup-wheels,target=/var/cache/winemeup-wheels,sharing=locked \
     --mount=type=secret,id=pip-ca \
     set -eu; if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
-    /opt/venv/bin/pip install --no-deps --require-hashes --requirement /tmp/requirements.lock
+    wheels=/var/cache/winemeup-wheels; \
+    /opt/venv/bin/pip download --no-deps --require-hashes --dest "$wheels" --requirement /tmp/requirements.lock; \
+    /opt/venv/bin/pip install --no-index --find-links "$wheels" --no-deps --require-hashes \
+      --requirement /tmp/requirements.lock
+# Tests, headers, pip and setuptools out (docker/prune-venv.sh says what and why).
+COPY docker/prune-venv.sh /usr/local/bin/prune-venv.sh
+RUN prune-venv.sh /opt/venv
 
 FROM ${PYTHON_IMAGE} AS ui
 RUN groupadd --gid 10001 winemeup \

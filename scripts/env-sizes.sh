@@ -44,15 +44,16 @@ declare -A budget_mb=(
 )
 
 # What each environment must import (a lock that leaves out too much fails here, not in a pod).
+# A coarse list: tests/images imports each image's real entry point from its lock in `make test`.
 declare -A imports_of=(
   [router]="starlette uvicorn orjson aiohttp redis hiredis prometheus_client pydantic_settings numpy onnxruntime yaml"
-  [runner-accelerated]="bentoml onnxruntime numpy pydantic_settings yaml"
-  [runner-lightgbm]="bentoml onnxruntime lightgbm"
-  [runner-xgboost]="bentoml onnxruntime xgboost sklearn"
-  [runner-catboost]="bentoml onnxruntime catboost"
-  [runner-sklearn]="bentoml onnxruntime sklearn"
+  [runner-accelerated]="bentoml onnxruntime numpy pydantic_settings yaml orjson"
+  [runner-lightgbm]="bentoml onnxruntime lightgbm orjson"
+  [runner-xgboost]="bentoml onnxruntime xgboost sklearn orjson"
+  [runner-catboost]="bentoml onnxruntime catboost orjson"
+  [runner-sklearn]="bentoml onnxruntime sklearn orjson"
   [router-models]="starlette uvicorn redis onnxruntime bentoml lightgbm xgboost catboost sklearn"
-  [ui]="streamlit httpx pandas altair pydantic_settings"
+  [ui]="streamlit httpx pandas altair pydantic_settings yaml"
   [training]="bentoml lightgbm xgboost catboost sklearn skl2onnx onnxmltools onnx onnxruntime optuna matplotlib tqdm"
   [dev]="bentoml lightgbm xgboost catboost sklearn skl2onnx onnxmltools onnxruntime streamlit pytest ruff mypy playwright fastapi kubernetes_validate tritonclient.http schemathesis"
 )
