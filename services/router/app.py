@@ -24,6 +24,7 @@ from services.router.http import Receive, Request, Response, Route, Scope, Send
 from services.router.openapi import SWAGGER_HTML, build_openapi
 from services.router.rate_limit import RateLimiter, build_rate_limiter
 from services.router.request_log import REQUEST_ID, key_id
+from services.router.rollout_api import RolloutRoutes
 from services.router.settings import RouterSettings
 from services.router.v1 import V1
 from services.router.v2 import OpenInference, match
@@ -54,6 +55,7 @@ class Router:
         self.limiter: RateLimiter = build_rate_limiter(settings)
         self.routes: list[Route] = [
             *V1(self.plane, settings.batch_max_rows).routes(),
+            *RolloutRoutes(self.plane.rollouts).routes(),
             Route("GET", "/healthz", self.healthz, "open", None, Health, "operations"),
             Route(
                 "GET",

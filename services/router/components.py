@@ -25,6 +25,7 @@ from services.router.redis_cache import RedisCache
 from services.router.redis_connection import redis_client
 from services.router.redis_records import RedisRecords
 from services.router.registry import ModelRegistry
+from services.router.rollout_build import build_rollouts
 from services.router.runner_session import RecyclingSession
 from services.router.runners import RunnerClient, RunnerModel
 from services.router.settings import RouterSettings
@@ -146,7 +147,8 @@ def build(s: RouterSettings) -> DataPlane:
     application is complete from its construction; ``DataPlane.start`` starts the background work.
     """
     session = None
-    if any(s.placement_of(m) == "runner" for m in s.models):
+    candidate_runners = any(c.get("url") for c in s.candidates.values())
+    if candidate_runners or any(s.placement_of(m) == "runner" for m in s.models):
         # Renewed by age so that runner pods added by a scale-out get connections too.
         session = RecyclingSession(
             _runner_session, s.runner_connection_max_age_seconds, s.runner_timeout_seconds + 1.0
@@ -166,6 +168,7 @@ def build(s: RouterSettings) -> DataPlane:
         DriftMonitor(s.drift_window_rows, s.drift_interval_seconds, s.drift_psi_threshold, s.drift_enabled),
         RecordPoller(records, s.default_sync_seconds),
         Limits(s.batch_max_rows, s.explain_max_rows, s.explain_max_inflight, s.explain_retry_seconds),
+        build_rollouts(s, registry.names, registry.get, predictor, records, session),
         closers=[session.close] if session is not None else [],
     )
 

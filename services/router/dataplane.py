@@ -35,6 +35,7 @@ from services.router.model_insight import ModelInsight
 from services.router.models import ServedModel
 from services.router.predictor import Predictor
 from services.router.registry import DEFAULT_RECORD, ModelRegistry
+from services.router.rollout_serving import ROLLOUT_RECORD, Rollouts
 from services.router.shared_state import RecordPoller
 from services.router.traffic import TRAFFIC_RECORD, RoutedResult, Traffic
 from winemeup.errors import ModelUnavailable, TooManyRequests, ValidationFailed, VersionNotServed
@@ -80,6 +81,8 @@ class Prediction:
     """The model of each row, when a split spread the rows over more than one model."""
     versions: dict[str, str] | None = None
     """The version of each model in ``models``."""
+    row_versions: list[str] | None = None
+    """The version of each row, when a rollout's stable and candidate versions both answered."""
     level: float | None = None
     low: list[float] | None = None
     high: list[float] | None = None
@@ -97,6 +100,8 @@ class ModelView:
     members: dict[str, float] | None = None
     on_member_down: str | None = None
     split: dict[str, float] | None = None
+    versions: list[dict[str, Any]] | None = None
+    """The stable and candidate versions served, when the model has a candidate."""
 
 
 @dataclass(slots=True)
@@ -120,6 +125,7 @@ class DataPlane:
     drift: DriftMonitor
     poller: RecordPoller
     limits: Limits
+    rollouts: Rollouts
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Further resources to release at :meth:`close` (the runner session)."""
     _explaining: dict[str, _Bound] = field(default_factory=dict)
@@ -130,7 +136,9 @@ class DataPlane:
         """Start the models, follow the shared records, start drift monitoring."""
         self.poller.follow(DEFAULT_RECORD, self.registry.adopt_default)
         self.poller.follow(TRAFFIC_RECORD, self.traffic.adopt)
+        self.poller.follow(ROLLOUT_RECORD, self.rollouts.adopt)
         await self.registry.start(warm_all=warm_all)
+        await self.rollouts.start()
         await self.poller.start()
         self.drift.start(self._drift_reference)
 
@@ -138,6 +146,7 @@ class DataPlane:
         """Stop polling and probes; wait for shadows and cache writes; close the caches."""
         await self.poller.close()
         await self.traffic.close()
+        await self.rollouts.close()
         await self.registry.close()
         await self.predictor.drain()
         await self.drift.stop()
@@ -175,6 +184,7 @@ class DataPlane:
             dict(spec.members) if spec is not None else None,
             spec.on_member_down if spec is not None else None,
             split.as_dict() if split is not None else None,
+            self.rollouts.versions(model.name),
         )
 
     def model_state(self, name: str, labels: Labels) -> ModelView:
@@ -185,7 +195,9 @@ class DataPlane:
     async def model(self, name: str, version: str | None, labels: Labels) -> ModelView:
         """A model once it can answer (ModelUnavailable), at the named version (VersionNotServed)."""
         model = self._resolve(name, labels, timed=False)
-        served = await model.ensure_ready()
+        if version is not None and (named := self.rollouts.version_of(model.name, version)) is not None:
+            return self._view(model, await named.ensure_ready())
+        served = await self.rollouts.serving(model).ensure_ready()
         if version is not None and version != served:
             raise VersionNotServed(
                 f"model '{model.name}' version '{version}' is not served; the served version is '{served}'"
@@ -194,11 +206,44 @@ class DataPlane:
 
     async def served_version(self, name: str, labels: Labels) -> str:
         """The version ``name`` serves now (waiting for a loading model; ModelUnavailable)."""
-        return await self._resolve(name, labels).ensure_ready()
+        return await self.rollouts.serving(self._resolve(name, labels)).ensure_ready()
 
     def model_list(self) -> dict[str, Any]:
         """The default model and every model's entry (``GET /v1/models``)."""
-        return {"default": self.registry.default, "models": self.registry.describe()}
+        entries = self.registry.describe()
+        for entry in entries:
+            versions = self.rollouts.versions(entry["name"])
+            if versions is not None:
+                entry["versions"] = versions
+                entry["version"] = versions[0]["version"]
+                state = self.rollouts.state(entry["name"])
+                if state is not None:
+                    entry["rollout"] = {"step": state.step, "phase": state.phase}
+        return {"default": self.registry.default, "models": entries}
+
+    # ---- rollouts ---------------------------------------------------------------------------
+
+    async def _rolled(self, model: ServedModel, rows: np.ndarray, level: float | None) -> Prediction:
+        """The answer of a model under a rollout: each row from the version that served it."""
+        routed = await self.rollouts.predict(model, rows)
+        prediction = Prediction(
+            model.name,
+            model.name,
+            routed.version,
+            routed.scores,
+            routed.cached,
+            row_versions=routed.row_versions,
+        )
+        if level is not None:
+            scores = np.asarray(routed.scores, dtype=np.float64)
+            low, high = np.empty(len(scores)), np.empty(len(scores))
+            row_versions = np.asarray(routed.row_versions or [routed.version] * len(scores))
+            for version in dict.fromkeys(row_versions.tolist()):
+                at = np.flatnonzero(row_versions == version)
+                served = self.rollouts.version_of(model.name, version) or model
+                low[at], high[at] = await self.insight.intervals(served, version, scores[at], rows[at], level)
+            prediction.level, prediction.low, prediction.high = level, low.tolist(), high.tolist()
+        return prediction
 
     async def set_default(self, name: str, labels: Labels) -> dict[str, Any]:
         """Make ``name`` the default here and, through the shared record, on every replica."""
@@ -274,6 +319,10 @@ class DataPlane:
         """The score of one wine sent to ``name`` (None: the default), routed by the policies."""
         model = self._resolve(name, labels)
         labels.rows = 1
+        if self.rollouts.active(model.name):
+            rolled = await self._rolled(model, np.array((row,), dtype=np.float64), level)
+            self.drift.add(row)
+            return rolled
         routed = await self.traffic.predict_one(model, row)
         if routed.model != model.name:  # a canary split chose another model: label by it
             labels.model, labels.placement = routed.model, self.registry.resolve(routed.model).placement
@@ -297,8 +346,16 @@ class DataPlane:
         metrics.BATCH_ROWS.observe(rows.shape[0])
         if version is not None:  # a named version is never a canary's answer
             await self.model(model.name, version, labels)
-            plain = await self.predictor.predict_many(model, rows)
+            named = self.rollouts.version_of(model.name, version) or model
+            plain = await self.predictor.predict_many(named, rows)
             routed = RoutedResult(plain.scores, plain.cached, model.name, plain.version)
+            prediction = await self._finish(named, routed, level, rows)
+            self.drift.add_rows(rows)
+            return prediction
+        if self.rollouts.active(model.name):
+            rolled = await self._rolled(model, rows, level)
+            self.drift.add_rows(rows)
+            return rolled
         else:
             routed = await self.traffic.predict_many(model, rows)
         prediction = await self._finish(model, routed, level, rows)
@@ -364,7 +421,7 @@ class DataPlane:
     ) -> tuple[str, ExplainedRows]:
         """(model name, explanations) of rows, within the row cap and the bound in flight."""
         self._check_rows(rows.shape[0], self.limits.explain_max_rows, field_name, "explain_max_rows")
-        model = self._resolve(name, labels)
+        model = self.rollouts.serving(self._resolve(name, labels))
         labels.rows = rows.shape[0]
         with self._explain_slot(model.name):
             started = time.monotonic()

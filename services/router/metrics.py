@@ -293,6 +293,25 @@ def set_serving_path(model: str, placement: str, path: str) -> None:
         MODEL_SERVING_PATH.labels(model, placement, candidate).set(1.0 if candidate == path else 0.0)
 
 
+def set_rollout_states(states: dict[str, tuple[float, str]]) -> None:
+    """Each rollout's candidate share (percent) and phase; models without a rollout vanish."""
+    ROLLOUT_CANDIDATE_PERCENT.clear()
+    ROLLOUT_PHASE.clear()
+    for name, (percent, phase) in states.items():
+        ROLLOUT_CANDIDATE_PERCENT.labels(name).set(percent)
+        ROLLOUT_PHASE.labels(name, phase).set(1)
+
+
+def set_rollout_decision(model: str, action: str, figures: dict[str, Any]) -> None:
+    """The gate's last decision on ``model`` and the figures behind it (NaN where none yet)."""
+    for each in ("hold", "advance", "promote", "rollback"):
+        ROLLOUT_DECISION.labels(model, each).set(1 if each == action else 0)
+    for figure in ("winesCompared", "meanAbsScoreDifference", "gradeAgreement", "candidateErrorRate",
+                   "p99LatencyRatio"):  # fmt: skip
+        value = figures.get(figure)
+        ROLLOUT_FIGURE.labels(model, figure).set(float("nan") if value is None else value)
+
+
 def exposition() -> bytes:
     """The Prometheus text exposition of the router's registry."""
     return generate_latest(REGISTRY)

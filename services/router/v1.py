@@ -230,6 +230,9 @@ def _batch_answer(p: Prediction) -> dict[str, Any]:
     if p.models is not None and p.versions is not None:  # a split spread the batch
         for entry, m in zip(predictions, p.models, strict=True):
             entry["model"], entry["model_version"] = m, p.versions[m]
+    if p.row_versions is not None:  # a rollout's two versions answered
+        for entry, version in zip(predictions, p.row_versions, strict=True):
+            entry["model_version"] = version
     if p.low is not None and p.high is not None:
         for entry, low, high in zip(predictions, p.low, p.high, strict=True):
             entry["interval"] = {"level": p.level, "low": low, "high": high}

@@ -176,6 +176,9 @@ class OpenInference:
             doc["parameters"]["on_member_down"] = view.on_member_down
         if view.split is not None:
             doc["parameters"]["split"] = view.split
+        if view.versions is not None and params.get("version") is None:
+            doc["versions"] = [v["version"] for v in view.versions if v["version"] is not None]
+            doc["parameters"]["versions"] = view.versions
         return self._json(doc)
 
     async def model_ready(self, request: Request) -> Response:
@@ -211,6 +214,8 @@ class OpenInference:
                 "interval_high": ("FP64", np.asarray(p.high)),
             }
         parameters: dict[str, Any] = {"served_by": p.models} if p.models else {}
+        if p.row_versions is not None:
+            parameters["versions"] = p.row_versions
         if p.served_by != p.model:
             parameters["model"] = p.served_by
         body, json_length = encode_infer(decoded, p.model, p.version, scores, quality, extra, parameters)

@@ -18,6 +18,8 @@ LAYERS = [
     "validation",
     "oip",
     "policies",
+    "rollout_figures",
+    "rollout",
     "cache_keys",
     "lru",
     "single_flight",
@@ -28,6 +30,7 @@ LAYERS = [
     "redis_connection",
     "redis_cache",
     "redis_records",
+    "rollout_redis",
     "runner_session",
     "request_log",
     "models",
@@ -40,6 +43,8 @@ LAYERS = [
     "registry",
     "predictor",
     "traffic",
+    "rollout_serving",
+    "rollout_build",
     # the data plane, built from settings
     "dataplane",
     "components",
@@ -47,6 +52,7 @@ LAYERS = [
     # the protocol codecs over HTTP, then the application and the process
     "http",
     "openapi",
+    "rollout_api",
     "v1",
     "v2",
     "app",

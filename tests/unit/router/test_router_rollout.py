@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 
 from services.router.policies import PolicyError
-from services.router.rollout import (
-    Gate,
-    RolloutPolicy,
-    RolloutState,
-    StepFigures,
-    VersionFigures,
-    decide,
-    parse_steps,
-)
+from services.router.rollout import Gate, RolloutPolicy, RolloutState, decide, parse_steps
+from services.router.rollout_figures import StepFigures, VersionFigures
 
 
 def random_rows(n: int, seed: int) -> np.ndarray:
