@@ -422,6 +422,9 @@ class LocalStack:
         }
         if self.redis_url:
             env["WINEMEUP_ROUTER_REDIS_URL"] = self.redis_url
+        if s.candidates:
+            candidates = {name: {"version": version} for name, version in s.candidates.items()}
+            env["WINEMEUP_ROUTER_CANDIDATES"] = json.dumps(candidates)
         # The blend training declared is served beside its members, so the UI's picker offers it.
         reports = [s.reports_dir or Path("reports"), Path("docs")]
         ensembles = declared_ensembles(reports, list(s.models))

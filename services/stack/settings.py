@@ -97,6 +97,12 @@ class StackSettings(BaseSettings):
         120.0, gt=0, description="Seconds a restarted component must run before the delay starts over."
     )
     log_level: str = Field("info", description="Log level of the launcher and the router.")
+    candidates: dict[str, str] = Field(
+        default_factory=dict,
+        description='Candidate versions the router serves beside the stable ones, JSON: {"lightgbm": '
+        '"<store version>"} (from python -m training train lightgbm --candidate; loaded inline by the '
+        "router from the model store; roll them out with PUT /v1/rollouts).",
+    )
 
     @field_validator("models", mode="before")
     @classmethod
