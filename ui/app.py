@@ -31,6 +31,7 @@ from ui.client import (
 from ui.explain_view import INSIGHT, fetch_insight, render_drift, render_insight
 from ui.inputs import default_wine, input_decimals, input_help, input_label, input_step
 from ui.leaderboard import build_leaderboard
+from ui.rollout_view import render_rollouts
 from ui.settings import UISettings
 from ui.traffic_view import render_traffic
 from ui.wine_csv import CsvFormatError, WineTypeChoice, choose_wine_type
@@ -571,6 +572,7 @@ def main() -> None:
         guarded(render_models, overview)
         if overview is not None:  # otherwise the router's error is already shown, once, above
             guarded(render_traffic, client)
+            guarded(render_rollouts, client)
             guarded(render_drift, client)
 
 
