@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds one WineMeUp image, context = the repository root, with docker (BuildKit) where a
 # daemon answers, else podman (k8s/lib.sh `need_engine`):
-#   k8s/build-image.sh router|router-models|ui            [image:tag]
+#   k8s/build-image.sh router|router-models|ui|operator   [image:tag]
 #   k8s/build-image.sh runner <model>                      [image:tag]
 # The image name defaults to $IMAGE (set by skaffold's custom builder), else
 # winemeup-<what>:<tag>, the tag being $IMAGE_TAG or this checkout's (k8s/lib.sh image_tag);
@@ -19,7 +19,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_engine
-what="${1:?router|router-models|ui|runner}"
+what="${1:?router|router-models|ui|operator|runner}"
 tag="$(image_tag)"
 case "$what" in
   runner)
@@ -39,9 +39,9 @@ case "$what" in
     dockerfile="$repo/docker/router.Dockerfile"
     args=(--target "$what" --build-arg "APP_OWNER=${APP_OWNER:-0}")
     ;;
-  ui)
-    image="${2:-${IMAGE:-winemeup-ui:$tag}}"
-    dockerfile="$repo/docker/ui.Dockerfile"
+  ui | operator)
+    image="${2:-${IMAGE:-winemeup-$what:$tag}}"
+    dockerfile="$repo/docker/$what.Dockerfile"
     args=(--build-arg "APP_OWNER=${APP_OWNER:-0}")
     ;;
   *) log "unknown image $what"; exit 2 ;;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make images`: builds every image the chart uses, with docker where a daemon answers, else
-# podman: router, router-models, one runner per model (seven) and the UI, tagged as
+# podman: router, router-models, one runner per model (seven), the UI and the operator, tagged as
 # k8s/build-image.sh tags them (winemeup-<what>:<tag> plus :<appVersion>).
 #
 #   scripts/build-images.sh                      all of them
-#   scripts/build-images.sh router ui runner-svr only these (router, router-models, ui, runner-<model>)
+#   scripts/build-images.sh router ui runner-svr only these (router, router-models, ui, operator, runner-<model>)
 #
 # Environment:
 #   IMAGE_TAG     the tag (default: this checkout's, k8s/lib.sh image_tag, which changes with
@@ -20,7 +20,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../k8s/lib.sh"
 need_engine
 
-all=(router router-models ui)
+all=(router router-models ui operator)
 for model in "${MODELS[@]}"; do all+=("runner-$(slug "$model")"); done
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
@@ -73,7 +73,7 @@ base_mb=$(( $(run_engine image inspect --format '{{.Size}}' "$base") / 1000000 )
 for what in "${wanted[@]}"; do
   started=$(date +%s)
   case "$what" in
-    router | router-models | ui) bash "$repo/k8s/build-image.sh" "$what"; image="winemeup-$what:$IMAGE_TAG" ;;
+    router | router-models | ui | operator) bash "$repo/k8s/build-image.sh" "$what"; image="winemeup-$what:$IMAGE_TAG" ;;
     runner-*)
       model="${what#runner-}"; model="${model//-/_}"
       bash "$repo/k8s/build-image.sh" runner "$model"; image="winemeup-$what:$IMAGE_TAG" ;;

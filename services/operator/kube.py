@@ -54,17 +54,28 @@ class Cluster:
     """The API calls the operator makes, in one namespace."""
 
     def __init__(self, namespace: str):
-        from kubernetes import client, config, dynamic
+        from kubernetes import client, config
 
         config.load_incluster_config()
         self.namespace = namespace
         self.api = client.ApiClient()
-        self.dynamic = dynamic.DynamicClient(self.api)
+        self._dynamic: Any = None
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.coordination = client.CoordinationV1Api(self.api)
         self.discovery = client.DiscoveryV1Api(self.api)
+
+    @property
+    def dynamic(self) -> Any:
+        """The dynamic client, made at first use: making it asks the API server for discovery,
+        which at start-up would turn an API server that is down into a crash instead of a pass
+        that fails and is retried (seen running the image without one)."""
+        if self._dynamic is None:
+            from kubernetes import dynamic
+
+            self._dynamic = dynamic.DynamicClient(self.api)
+        return self._dynamic
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)

@@ -7,6 +7,9 @@ imports the image's entry module and loads what it loads at start, as the contai
                                                builds it, its start-up and shutdown included;
                                                then each model as for a runner (inline models)
     python probe.py ui                         ui/app.py as `streamlit run` runs it (AppTest)
+    python probe.py operator                   `python -m services.operator` without a cluster:
+                                               settings, release context, the Kubernetes
+                                               client's modules, then its clean refusal
 
 Only the standard library, the lock's packages and the code the image copies (PYTHONPATH) are
 importable here: never import from tests/ or from the dev environment. Prints one line per
@@ -103,6 +106,32 @@ def probe_ui() -> None:
     print(f"ui/app.py ran: {len(at.main)} elements on the page")
 
 
+def probe_operator() -> None:
+    """The operator image: ``python -m services.operator`` reads its settings and the release
+    context, imports what ``kube.Cluster`` imports, and, with no in-cluster configuration here,
+    stops with exit status 2 and one line saying so (never a traceback)."""
+    import contextlib
+    import io
+    import logging
+
+    for module in ("client", "config", "dynamic", "dynamic.exceptions", "client.exceptions"):
+        importlib.import_module(f"kubernetes.{module}")
+    importlib.import_module("urllib3.exceptions")
+    from services.operator import __main__ as entry
+    from services.operator import metrics
+
+    assert b"winemeup_operator_leader" in metrics.exposition()
+    os.environ.pop("KUBERNETES_SERVICE_HOST", None)
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        logging.basicConfig(stream=log, force=True)
+        status = entry.main()
+    text = log.getvalue()
+    if status != 2 or "no in-cluster Kubernetes configuration" not in text or "Traceback" in text:
+        raise SystemExit(f"operator start without a cluster: exit {status}, log:\n{text}")
+    print(f"operator refused to start without a cluster: exit {status}, {text.strip().splitlines()[-1]}")
+
+
 def main(argv: list[str]) -> None:
     what, *args = argv
     if what == "runner":
@@ -111,6 +140,8 @@ def main(argv: list[str]) -> None:
         probe_router(args)
     elif what == "ui":
         probe_ui()
+    elif what == "operator":
+        probe_operator()
     else:
         raise SystemExit(f"unknown probe {what}")
 

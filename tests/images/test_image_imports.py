@@ -64,7 +64,24 @@ IMAGE_LOCKS = [
     ImageLock("runner-accelerated", ("winemeup", "services"), ("runner", *ALL_MODELS)),
     # docker/ui.Dockerfile: `streamlit run ui/app.py`, the router unreachable.
     ImageLock("ui", ("winemeup", "ui"), ("ui",), {"WINEMEUP_UI_ROUTER_URL": "http://127.0.0.1:9"}),
+    # docker/operator.Dockerfile: `python -m services.operator` (services/operator only), with the
+    # release context the chart renders and no cluster.
+    ImageLock("operator", ("services",), ("operator",),
+              {"WINEMEUP_OPERATOR_NAMESPACE": "winemeup",
+               "WINEMEUP_OPERATOR_ADMIN_API_KEY": "image-check-admin"}),
 ]  # fmt: skip
+
+
+def operator_release_file(tmp_path: Path) -> Path:
+    """The release context (release.json) of the chart in operator mode, as its ConfigMap holds it."""
+    from tests.chart.chart_render import helm_template, parse
+
+    chart_ci = REPO_ROOT / "charts" / "winemeup" / "ci" / "operator-values.yaml"
+    docs = parse(helm_template("-f", str(chart_ci)))
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator"))
+    path = tmp_path / "release.json"
+    path.write_text(config["data"]["release.json"])
+    return path
 
 
 def python311() -> str:
@@ -114,6 +131,8 @@ def test_lock_imports_entry_point(image: ImageLock, model_store: Path, tmp_path:
         "WINEMEUP_UI_API_KEY": "image-check-key",
         **image.env,
     }
+    if image.lock == "operator":
+        env["WINEMEUP_OPERATOR_RELEASE_FILE"] = str(operator_release_file(tmp_path))
     result = subprocess.run(
         [str(env_dir / "bin" / "python"), "-s", str(Path(__file__).with_name("probe.py")), *image.probe],
         cwd=app,
@@ -128,7 +147,8 @@ def test_lock_imports_entry_point(image: ImageLock, model_store: Path, tmp_path:
     )
     what, *models = image.probe
     expected = {"runner": "imported services.runner.service", "router": "lifespan.startup.complete",
-                "ui": "ui/app.py ran"}[what]  # fmt: skip
+                "ui": "ui/app.py ran",
+                "operator": "operator refused to start without a cluster"}[what]  # fmt: skip
     assert expected in result.stdout, result.stdout
     for model in models:
         assert f"{model} (" in result.stdout, f"{model} was not loaded:\n{result.stdout}"
