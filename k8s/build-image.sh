@@ -13,6 +13,9 @@
 #   PYTHON_IMAGE   base image (build argument of every Dockerfile; default
 #                  python:3.11-slim-bookworm). Without a registry, make a local one with
 #                  scripts/make-base-image.sh (scripts/build-images.sh picks it by itself).
+#   RUNNER_LOCK    runner images only: the lock to install instead of the model's framework lock
+#                  (runner-accelerated: ONNX only, no framework fallback).
+#   BUILD_FLAGS    more options for the engine's build command (e.g. --no-cache).
 #   PIP_CA_BUNDLE  a CA bundle for pip inside the build (a TLS-intercepting proxy), passed as
 #                  the build secret pip-ca: mounted for the install step only, never in a layer.
 #                  Default: /etc/ssl/certs/ca-certificates.crt when it exists; "none" passes none.
@@ -28,6 +31,8 @@ case "$what" in
     if export_is_stale "$model"; then bash "$repo/k8s/export-models.sh" "$model"; fi
     dockerfile="$repo/docker/runner.Dockerfile"
     args=(--build-arg "MODEL=$model" --build-arg "APP_OWNER=${APP_OWNER:-0}")
+    # RUNNER_LOCK=runner-accelerated: the ONNX-only runner (docker/runner.Dockerfile).
+    if [ -n "${RUNNER_LOCK:-}" ]; then args+=(--build-arg "RUNNER_LOCK=$RUNNER_LOCK"); fi
     ;;
   router | router-models)
     image="${2:-${IMAGE:-winemeup-$what:$tag}}"
@@ -72,5 +77,7 @@ repository="${image%:*}"
 app_version="$(awk '/^appVersion:/ {gsub(/"/, "", $2); print $2}' "$repo/charts/winemeup/Chart.yaml")"
 [ "$image" = "$repository:$app_version" ] || tags+=(-t "$repository:$app_version")
 log "building $image with $ENGINE on $base"
-DOCKER_BUILDKIT=1 run_engine build "${args[@]}" "${tags[@]}" "$repo"
+# BUILD_FLAGS: more options for the engine's build, word-split (e.g. --no-cache, --pull).
+# shellcheck disable=SC2086
+DOCKER_BUILDKIT=1 run_engine build ${BUILD_FLAGS:-} "${args[@]}" "${tags[@]}" "$repo"
 if [ "${PUSH_IMAGE:-false}" = true ]; then run_engine push "$image"; fi

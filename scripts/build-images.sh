@@ -61,15 +61,18 @@ fi
 
 IMAGE_TAG="$(image_tag)"
 export IMAGE_TAG
+# The report is written whole at the end: another `make images` may run at the same time.
 report="$repo/build/images-report.md"
 mkdir -p "$repo/build"
+table="$(mktemp)"
+trap 'rm -f "$table"' EXIT
 base_mb=$(( $(run_engine image inspect --format '{{.Size}}' "$base") / 1000000 ))
 {
   echo "Built $(date -u +%Y-%m-%dT%H:%MZ) with $ENGINE on $base ($base_mb MB), tag $IMAGE_TAG"
   echo
   echo "| image | total (MB) | above base (MB) | build (s) |"
   echo "|---|---:|---:|---:|"
-} > "$report"
+} > "$table"
 for what in "${wanted[@]}"; do
   started=$(date +%s)
   case "$what" in
@@ -81,7 +84,8 @@ for what in "${wanted[@]}"; do
   esac
   seconds=$(( $(date +%s) - started ))
   mb=$(( $(run_engine image inspect --format '{{.Size}}' "$image") / 1000000 ))
-  echo "| $image | $mb | $(( mb - base_mb )) | $seconds |" >> "$report"
+  echo "| $image | $mb | $(( mb - base_mb )) | $seconds |" >> "$table"
   log "$image: $mb MB ($(( mb - base_mb )) MB above the base), built in $seconds s"
 done
+cp "$table" "$report"
 cat "$report" >&2
