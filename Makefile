@@ -167,6 +167,10 @@ kind-up: ## Create the kind cluster with ingress-nginx and kube-prometheus-stack
 kind-deploy: venv k8s-tools ## Build the images, load them into kind and install the chart (train first)
 	bash k8s/kind-deploy.sh
 
+.PHONY: kind-deploy-operator
+kind-deploy-operator: venv k8s-tools ## kind-deploy in operator mode: the CRDs chart, the operator image, runners.managedBy=operator
+	WINEMEUP_KIND_OPERATOR=true bash k8s/kind-deploy.sh
+
 .PHONY: helm-test
 helm-test: k8s-tools ## Run the chart's `helm test` hook (predict, cache hit, /metrics) on the kind release
 	helm test winemeup -n winemeup --logs
@@ -178,6 +182,10 @@ dev: k8s-tools ## skaffold hot loop on the kind cluster (syncs Python sources)
 .PHONY: e2e
 e2e: venv ## Run the end-to-end tests against the kind cluster
 	$(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
+.PHONY: e2e-operator
+e2e-operator: venv ## Run the operator-mode end-to-end tests against the kind cluster (after make kind-deploy-operator)
+	$(BIN)/python -m pytest tests/e2e/test_e2e_operator.py -m e2e $(PYTEST_ARGS)
 
 # The chart's rendered workloads as podman containers (tests/containers/harness.py): images
 # tagged $(CONTAINERS_IMAGE_TAG), k8s/values/containers-local.yaml, no cluster needed.

@@ -2,9 +2,10 @@
 version the router doesn't serve turns Ready False, a bad WineTraffic is not Accepted.
 
 Needs the release installed with ``runners.managedBy=operator`` after ``charts/winemeup-crds``
-(and an operator image, which the repository does not build yet); skipped, with the reason,
-when the cluster or the CRDs or the WineModels are not there. Never run on the machine this
-was written on (no docker, no cluster).
+and the operator image: ``make kind-up kind-deploy-operator e2e-operator`` (the kind workflow
+runs it after the Helm-mode e2e); skipped, with the reason, when the cluster or the CRDs or the
+WineModels are not there. Never run on the machine this was written on (no docker, no
+cluster).
 """
 
 from __future__ import annotations
