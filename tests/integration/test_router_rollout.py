@@ -34,6 +34,7 @@ from benchmarks.load import RANDOM_RANGES, predict_body, wrk
 from tests.support.binaries import require_binary
 from tests.support.redis import launch_redis
 from tests.support.router import RouterHandle, launch_router
+from tests.support.runners import runner_fleet
 from tests.support.waiting import wait_until
 from winemeup.schema import SCHEMA
 
@@ -319,3 +320,37 @@ def test_promote_and_roll_back_under_load_fail_no_request(
     assert result.errors == 0, "non-2xx answers or connection errors while promoting or rolling back"
     state = rollouts(router)["rollouts"][MODEL]
     assert state["phase"] == "rolled_back" and state["history"][-1]["step"] == 50
+
+
+def test_a_candidate_in_its_own_runner_holds_the_rollout_when_down_and_costs_no_request(
+    versions: dict[str, Any], tmp_path: Path, routers: list[RouterHandle]
+) -> None:
+    candidate = {"WINEMEUP_RUNNER_VERSION": versions["good"]}
+    fleet = runner_fleet(versions["home"], tmp_path / "runners", [MODEL], env=candidate)
+    with fleet.start():
+        router = launch_router(
+            tmp_path, versions["home"], models=[MODEL], default_model=MODEL, rate_limit_enabled=False,
+            candidates={MODEL: {"version": versions["good"], "url": fleet.url(MODEL)}},
+            rollout_interval_seconds=0.5, health_interval_seconds=0.5,
+        )  # fmt: skip
+        routers.append(router)
+        router.wait_ready()
+        wait_until(_versions_ready(router), 60, message="candidate runner probed")
+        assert [v["placement"] for v in _listed(router)] == ["inline", "runner"]
+        policy = {"model": MODEL, "steps": [50, 100], "auto": True, "gate": {"minWinesCompared": 10**6}}
+        assert admin(router, "PUT", "/v1/rollouts", policy).status_code == 200
+        served = set(batch_versions(router, random_wines(400, seed=8)))
+        assert served == {versions["stable"], versions["good"]}, "at 50 % both versions answer"
+        fleet.kill(MODEL)
+
+        def held() -> bool:
+            batch_versions(router, random_wines(50, seed=random.randrange(2**31)))  # every answer a 200
+            decision = rollouts(router)["rollouts"][MODEL]["decision"] or {}
+            return decision.get("action") == "hold" and "candidate" in decision.get("reason", "")
+
+        wait_until(held, 30, interval=0.2, message=lambda: str(rollouts(router)))
+        after = batch_versions(router, random_wines(400, seed=9))
+        assert set(after) == {versions["stable"]}, "while the candidate is down the stable version answers"
+        state = rollouts(router)["rollouts"][MODEL]
+        assert state["phase"] == "running" and state["step"] == 50
+        print(f"\ncandidate runner down: {state['decision']['reason']}")
