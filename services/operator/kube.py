@@ -30,6 +30,7 @@ from services.operator.resources import (
     WINETRAFFICS,
     model_of,
 )
+from services.operator.rollout import drive_rollout
 from services.operator.status import Observed, RouterReport, compute_status, condition, router_reports
 from services.operator.traffic import RouterAdmin, accept, convergence
 
@@ -238,6 +239,11 @@ class Operator:
         deployment = self.cluster.get("apps/v1", "Deployment", deployment_name) if deployment_name else None
         selector = (deployment or {}).get("spec", {}).get("selector", {}).get("matchLabels")
         reports = router_reports(router_models) if router_models is not None else None
+        rollout, rollout_status = (None, None)
+        if model_of(name) and not spec_error:
+            rollout, rollout_status = drive_rollout(
+                self.router, self.release.router_url, model, wm.get("spec") or {}
+            )
         observed = Observed(
             wine_model=wm,
             model=model,
@@ -249,6 +255,8 @@ class Operator:
             else "",
             spec_error=spec_error,
             apply_error=apply_error,
+            rollout=rollout,
+            rollout_status=rollout_status,
         )
         status = compute_status(observed, _now())
         self.cluster.patch_status(WINEMODELS, name, status)

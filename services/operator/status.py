@@ -32,6 +32,8 @@ class RouterReport:
     status: str = ""
     version: str | None = None
     reason: str = ""
+    versions: tuple[str, ...] = ()
+    """Every version served (stable and candidate, while a rollout has a candidate)."""
 
 
 UNREACHABLE = None
@@ -43,8 +45,17 @@ def router_reports(body: Any) -> dict[str, RouterReport]:
     out: dict[str, RouterReport] = {}
     for entry in (body or {}).get("models", []) if isinstance(body, dict) else []:
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            versions = tuple(
+                str(v["version"])
+                for v in entry.get("versions") or []
+                if isinstance(v, dict) and v.get("version")
+            )
             out[entry["name"]] = RouterReport(
-                True, str(entry.get("status") or ""), entry.get("version"), str(entry.get("reason") or "")
+                True,
+                str(entry.get("status") or ""),
+                entry.get("version"),
+                str(entry.get("reason") or ""),
+                versions,
             )
     return out
 
@@ -63,6 +74,10 @@ class Observed:
     """Why the WineModel could not be turned into objects (empty: it could)."""
     apply_error: str = ""
     """Why applying its objects failed in this pass (empty: they were applied)."""
+    rollout: Condition | None = None
+    """The Rollout condition from the router (rollout.drive_rollout); None: not driven in this pass."""
+    rollout_status: dict[str, Any] | None = None
+    """``status.rollout``: the router's step, phase and the gate's last decision."""
 
 
 def _pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str, str] | None:
@@ -216,7 +231,7 @@ def compute_status(o: Observed, now: str) -> dict[str, Any]:
                 READY, "Serving", f"{ready}/{desired} replicas ready; the router serves version {version}"
             )
     conditions = [ready_c, loaded, progressing]
-    rollout = rollout_condition(spec)
+    rollout = o.rollout or rollout_condition(spec)
     if rollout is not None:
         conditions.append(rollout)
     status: dict[str, Any] = {
@@ -229,7 +244,9 @@ def compute_status(o: Observed, now: str) -> dict[str, Any]:
     }
     if version:
         status["version"] = version
-        status["servedVersions"] = [version]
+        status["servedVersions"] = list(o.router.versions if o.router and o.router.versions else [version])
+    if o.rollout_status is not None:
+        status["rollout"] = o.rollout_status
     return status
 
 

@@ -174,6 +174,24 @@ class RouterAdmin:
             )
         return true(APPLIED, "RouterAccepted", "the router's admin API answered 2xx")
 
+    def rollouts(self, base_url: str) -> dict[str, Any] | None:
+        """``GET /v1/rollouts`` (None when the router cannot be read)."""
+        try:
+            answer = httpx.get(base_url + "/v1/rollouts", headers=self._headers, timeout=self._timeout)
+        except httpx.HTTPError:
+            return None
+        return answer.json() if answer.is_success else None
+
+    def put_rollout(self, base_url: str, body: Mapping[str, Any]) -> tuple[int | None, str]:
+        """``PUT /v1/rollouts``: the status code and body (None and the error when unreachable)."""
+        try:
+            answer = httpx.put(
+                base_url + "/v1/rollouts", json=dict(body), headers=self._headers, timeout=self._timeout
+            )
+        except httpx.HTTPError as e:
+            return None, f"{type(e).__name__}: {e}"
+        return answer.status_code, answer.text
+
     def models(self, base_url: str) -> dict[str, Any] | None:
         """``GET /v1/models`` (None when the router cannot be read)."""
         try:

@@ -376,13 +376,13 @@ def test_router_reports_parse_the_model_list() -> None:
     assert router_reports(None) == {}
 
 
-def test_a_candidate_is_reported_as_not_acted_on() -> None:
+def test_a_rollout_is_pending_until_the_router_is_asked_and_invalid_ones_name_the_field() -> None:
     wm = wine_model(
         candidate={"version": "v2", "modelUri": "https://m/v2.bentomodel", "modelSha256": "ab" * 32},
         rollout={"steps": ["shadow", 10, 50, 100], "auto": True},
     )
     rollout = condition(compute_status(observe(wine_model=wm), NOW), "Rollout")
-    assert (rollout["status"], rollout["reason"]) == ("False", "NotImplemented")
+    assert (rollout["status"], rollout["reason"]) == ("Unknown", "Pending")
     bad = wine_model(
         candidate={"version": "v2", "modelUri": "https://m/v2.bentomodel", "modelSha256": "ab" * 32},
         rollout={"steps": [50, 10, "shadow"], "gate": {"minGradeAgreement": 1.5}},
