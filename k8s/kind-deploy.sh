@@ -74,4 +74,5 @@ if [ "$operator_mode" = true ]; then
   }
 fi
 helm test "$RELEASE" --namespace "$NAMESPACE" --logs
-log "deployed $tag: http://winemeup.localtest.me/ (UI), http://winemeup.localtest.me/docs (API); next: make e2e"
+next="make e2e"; [ "$operator_mode" = true ] && next="make e2e-operator"
+log "deployed $tag: http://winemeup.localtest.me/ (UI), http://winemeup.localtest.me/docs (API); next: $next"
