@@ -28,12 +28,19 @@ copy of each manifest differs from the render only where podman 4.3 cannot take 
 * **ConfigMap volumes**: ``kube play`` 4.3 writes their files unreadable to a non-root UID.
   They become a ``hostPath`` to a directory holding the ConfigMap's keys with the volume's
   ``defaultMode`` (0644 unless set), mounted as the render says.
+* **subPath**: kube play 4.3 ignores ``subPath`` on a hostPath volume; such a mount gets a
+  volume of its own on that sub-directory.
 * **Secrets**: a ``kind: Secret`` in a played file is stored in a form ``secretKeyRef`` can't
   read, so each Secret is created with ``podman secret create`` from its data map.
 * **Annotations** longer than 63 characters (the chart's ``checksum/*``) are dropped:
   podman 4.3 rejects them, wrongly applying the label-value limit.
 * **Probes**: podman turns probes into health checks that need systemd timers; here they are
   run by this module instead, from the render (httpGet, tcpSocket, exec).
+* **Init containers**: podman 4.3 applies the pod's restart policy to init containers too:
+  under ``Always`` an init container that succeeded is run again and again (about 20 times a
+  second here), where Kubernetes runs it once. A pod with init containers is played with
+  ``restartPolicy: OnFailure``: its init containers run until they succeed, once, and a main
+  container that fails is still restarted.
 * One pod per Deployment (set ``replicas: 1`` in values): there is no ReplicaSet or HPA.
 """
 
@@ -432,12 +439,15 @@ class PlayedRelease:
                 path = volumes_dir / volume["name"]
                 self._write_config_map(source, path)
                 volume["hostPath"] = {"path": str(path), "type": "Directory"}
+        self._split_sub_paths(spec)
         aliases: dict[str, list[str]] = {}
         for name, address in self._service_aliases().items():
             aliases.setdefault(address, []).append(name)
         spec["hostAliases"] = list(spec.get("hostAliases", [])) + [
             {"ip": ip, "hostnames": sorted(names)} for ip, names in sorted(aliases.items())
         ]
+        if spec.get("initContainers") and spec.get("restartPolicy", "Always") == "Always":
+            spec["restartPolicy"] = "OnFailure"
         if w.kind == "StatefulSet":
             spec.setdefault("hostname", w.pod_name)
             spec.setdefault("subdomain", doc["spec"].get("serviceName", ""))
@@ -449,6 +459,33 @@ class PlayedRelease:
             }
         doc["spec"]["replicas"] = 1
         return doc
+
+    @staticmethod
+    def _split_sub_paths(spec: dict[str, Any]) -> None:
+        """A mount with ``subPath`` of a (translated) host directory becomes a mount of its own
+        volume on that sub-directory: kube play 4.3 ignores ``subPath`` on hostPath volumes. The
+        sub-directory is made now, owned by the pod's user (in a cluster a container of the pod
+        would have made it, e.g. an init container filling the volume)."""
+        security = spec.get("securityContext", {})
+        owner = (
+            int(security.get("runAsUser", 0)),
+            int(security.get("fsGroup", security.get("runAsGroup", 0))),
+        )
+        host_paths = {v["name"]: v["hostPath"]["path"] for v in spec.get("volumes", []) if "hostPath" in v}
+        extra = []
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for mount in container.get("volumeMounts", []):
+                sub_path = mount.get("subPath")
+                if not sub_path or mount["name"] not in host_paths:
+                    continue
+                path = Path(host_paths[mount["name"]]) / sub_path
+                path.mkdir(parents=True, exist_ok=True)
+                os.chown(path, *owner)
+                name = f"{mount['name']}-{len(extra)}"
+                extra.append({"name": name, "hostPath": {"path": str(path), "type": "Directory"}})
+                mount["name"] = name
+                del mount["subPath"]
+        spec["volumes"] = [*spec.get("volumes", []), *extra]
 
     def _write_config_map(self, source: Mapping[str, Any], path: Path) -> None:
         config_map = next(
@@ -610,16 +647,17 @@ class PlayedRelease:
             )
 
     def init_failures(self, w: Workload) -> str:
-        """The exit code and log tail of each init container of ``w`` that failed."""
+        """The state and log tail of each init container of ``w`` that did not exit 0."""
         report = []
         for c in w.pod_spec.get("initContainers", []):
             name = w.container_name(c["name"])
-            state = self.state(name)
-            if state and state.get("ExitCode", 0) != 0:
-                report.append(
-                    f"init container {c['name']} exited {state['ExitCode']}; last lines of its log:\n"
-                    + self.logs(name)
-                )
+            state = self.state(name) or {}
+            if state.get("Status") == "exited" and state.get("ExitCode") == 0:
+                continue
+            report.append(
+                f"init container {c['name']}: {state.get('Status', 'missing')}, exit code "
+                f"{state.get('ExitCode')}; last lines of its log:\n{self.logs(name)}\n"
+            )
         return "\n".join(report)
 
     def state(self, container: str) -> dict[str, Any] | None:
