@@ -472,7 +472,7 @@ class PlayedRelease:
             int(security.get("fsGroup", security.get("runAsGroup", 0))),
         )
         host_paths = {v["name"]: v["hostPath"]["path"] for v in spec.get("volumes", []) if "hostPath" in v}
-        extra = []
+        extra: list[dict[str, Any]] = []
         for container in spec.get("containers", []) + spec.get("initContainers", []):
             for mount in container.get("volumeMounts", []):
                 sub_path = mount.get("subPath")
