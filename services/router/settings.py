@@ -198,16 +198,16 @@ class RouterSettings(BaseSettings):
     rate_limits: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {
             "user": {
-                "requests_per_second": 200.0,
-                "request_burst": 400.0,
-                "rows_per_second": 20_000.0,
-                "row_burst": 40_000.0,
-            },
-            "admin": {
                 "requests_per_second": 1_000.0,
                 "request_burst": 2_000.0,
                 "rows_per_second": 100_000.0,
                 "row_burst": 200_000.0,
+            },
+            "admin": {
+                "requests_per_second": 5_000.0,
+                "request_burst": 10_000.0,
+                "rows_per_second": 500_000.0,
+                "row_burst": 1_000_000.0,
             },
         },
         description='Budget per key class, JSON: {"user": {"requests_per_second", "request_burst", '

@@ -72,6 +72,7 @@ def traffic_router(
         placements={"svr": "runner"},
         runner_urls={"svr": slow_runner.url},
         preload_inline_models=True,
+        rate_limit_enabled=False,  # one key measures latency over thousands of requests
     )
     try:
         handle.wait_ready()
