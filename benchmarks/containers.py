@@ -105,7 +105,9 @@ def containers_part(args: argparse.Namespace, settings: ContainersSettings) -> t
             "|---|---:|",
         ]
         for w in sorted(played.workloads, key=lambda w: w.ready_after or 0):
-            lines.append(f"| {w.pod_name} ({w.kind}) | {w.ready_after:.1f} |")
+            lines.append(
+                f"| {w.pod_name.removeprefix(f'bench-{run_id}-winemeup-')} ({w.kind}) | {w.ready_after:.1f} |"
+            )
         runners = [w.ready_after or 0.0 for w in played.workloads if "winemeup.io/model" in w.labels]
         lines += [
             "",
@@ -153,9 +155,12 @@ def containers_part(args: argparse.Namespace, settings: ContainersSettings) -> t
     return lines, misses
 
 
-def stack_part(args: argparse.Namespace) -> Result:
+def stack_part(args: argparse.Namespace, rate_limits: str) -> Result:
     from tests.support.stack import RunningStack
 
+    # The stack's router inherits this environment: the same per-key budget as the containers'
+    # router (k8s/values/containers-local.yaml), so neither answers the load with 429s.
+    os.environ["WINEMEUP_ROUTER_RATE_LIMITS"] = rate_limits
     store = Path(os.environ.get("BENTOML_HOME", REPO_ROOT / ".bentoml"))
     with tempfile.TemporaryDirectory(prefix="winemeup-bench-stack-") as tmp:
         stack = RunningStack(Path(tmp), store).start()
@@ -180,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     problem = engine_problem()
     if problem:
         print(f"benchmarks.containers: {problem}", file=sys.stderr)
@@ -197,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with interrupt_on_sigterm():
         lines, in_containers = containers_part(args, settings)
-        in_processes = stack_part(args)
+        router_config = next(
+            d for d in docs if d["kind"] == "ConfigMap" and "WINEMEUP_ROUTER_RATE_LIMITS" in d.get("data", {})
+        )
+        in_processes = stack_part(args, str(router_config["data"]["WINEMEUP_ROUTER_RATE_LIMITS"]))
     lines += [
         f"### Cache misses through router -> lightgbm runner ({args.connections} wrk connections, "
         f"{args.seconds} s, fresh random wines)",

@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,7 +74,7 @@ def image_sets(tag: str) -> list[str]:
     ]
 
 
-def render(settings: ContainersSettings, release: str, *sets: str) -> list[dict[str, object]]:
+def render(settings: ContainersSettings, release: str, *sets: str) -> list[dict[str, Any]]:
     """The chart, rendered as the container e2e plays it."""
     return helm_template(
         REPO_ROOT / "charts" / "winemeup",

@@ -804,12 +804,15 @@ def remove_run(run_id: str | None = None) -> list[str]:
     }
     removed = []
     for kind, argv in removal.items():
-        for name, labels in _labelled(kind):
-            if _is_stale(labels, run_id):
-                _podman(*argv, name, check=False, timeout=120)
-                removed.append(f"{kind} {name}")
-                if kind == "network":
-                    _remove_run_dirs(Path(labels.get(f"{LABEL}.dir", "")).name)
+        stale = [(name, labels) for name, labels in _labelled(kind) if _is_stale(labels, run_id)]
+        if not stale:
+            continue
+        # One command per kind: podman stops the pods of a run in parallel.
+        _podman(*argv, *[name for name, _ in stale], check=False, timeout=300)
+        removed += [f"{kind} {name}" for name, _ in stale]
+        if kind == "network":
+            for _, labels in stale:
+                _remove_run_dirs(Path(labels.get(f"{LABEL}.dir", "")).name)
     if run_id is not None:
         _remove_run_dirs(f"{RUN_DIR_PREFIX}{run_id}")
     if removed:
