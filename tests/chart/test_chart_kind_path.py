@@ -50,9 +50,51 @@ def test_ingress_nginx_supports_the_node_version_and_can_upgrade_on_one_node() -
     assert rolling["maxUnavailable"] == 1 and rolling["maxSurge"] == 0
 
 
-def test_scripts_check_the_docker_daemon() -> None:
-    for script in ("kind-up.sh", "kind-deploy.sh", "build-image.sh"):
+def _lib(snippet: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """Runs `snippet` after sourcing k8s/lib.sh with PATH limited to `path` (plus bash's own)."""
+    bash = shutil.which("bash") or "/bin/bash"
+    env = {"PATH": f"{path}:/usr/bin:/bin", "HOME": str(path)}
+    return subprocess.run(
+        [bash, "-c", f"source {K8S / 'lib.sh'} && {snippet}"], capture_output=True, text=True, env=env
+    )
+
+
+def _fake_tool(bin_dir: Path, name: str, exit_code: int) -> None:
+    tool = bin_dir / name
+    tool.write_text(f"#!/bin/sh\nexit {exit_code}\n")
+    tool.chmod(0o755)
+
+
+def test_engine_prefers_a_docker_daemon_that_answers_else_podman(tmp_path: Path) -> None:
+    _fake_tool(tmp_path, "docker", 0)
+    _fake_tool(tmp_path, "podman", 0)
+    assert _lib("engine", tmp_path).stdout.strip() == "docker"
+    _fake_tool(tmp_path, "docker", 1)  # the CLI is there, its daemon does not answer
+    assert _lib("engine", tmp_path).stdout.strip() == "podman"
+
+
+def test_need_engine_says_what_is_missing(tmp_path: Path) -> None:
+    # /usr/bin stays on PATH for coreutils: hide whatever engine it holds by forcing an unknown one
+    _fake_tool(tmp_path, "docker", 1)
+    done = _lib(
+        'WINEMEUP_ENGINE= ; command() { [ "$2" = podman ] && return 1; builtin command "$@"; }; need_engine',
+        tmp_path,
+    )
+    assert done.returncode == 1
+    assert "daemon does not answer" in done.stderr and "podman is not installed" in done.stderr
+    refused = _lib("WINEMEUP_ENGINE=rkt need_engine", tmp_path)
+    assert refused.returncode == 1 and "expected docker or podman" in refused.stderr
+
+
+def test_kind_scripts_stop_when_the_docker_daemon_does_not_answer(tmp_path: Path) -> None:
+    _fake_tool(tmp_path, "docker", 1)
+    done = _lib("need_docker_daemon; echo went-on", tmp_path)
+    assert done.returncode == 1 and "went-on" not in done.stdout
+    assert "daemon does not answer" in done.stderr
+    # kind needs a docker daemon whatever engine builds the images
+    for script in ("kind-up.sh", "kind-deploy.sh"):
         assert "need_docker_daemon" in (K8S / script).read_text(), script
+    assert "need_engine" in (K8S / "build-image.sh").read_text()
 
 
 def _image_tag(repo: Path) -> str:
