@@ -132,6 +132,13 @@ def run(
         )
     if not os.environ.get("BENTOML_HOME"):
         raise ModelFetchError(model, uri, "BENTOML_HOME must name the model store to import into")
+    # Kubernetes may run an init container again over the volume it already filled (a pod
+    # restart keeps emptyDirs): the same archive, imported before, is not imported twice.
+    marker = Path(os.environ["BENTOML_HOME"]) / ".fetched" / f"{model}.sha256"
+    done_before = marker.read_text().strip() if marker.is_file() else ""
+    if sha256 and done_before == sha256.lower():
+        logger.info("model %r: archive %s already imported into this store", model, done_before)
+        return
     with tempfile.TemporaryDirectory(prefix="fetch-model-") as scratch:
         archive = Path(scratch) / f"{model}.bentomodel"
         logger.info("fetching model %r from %s", model, redact(uri))
@@ -140,7 +147,12 @@ def run(
             raise ModelFetchError(model, uri, f"SHA-256 mismatch: expected {sha256.lower()}, got {actual}")
         logger.info("model %r: %d bytes, sha256 %s%s", model, archive.stat().st_size, actual,
                     " (verified)" if sha256 else " (no checksum given)")  # fmt: skip
+        if done_before == actual:
+            logger.info("model %r: archive %s already imported into this store", model, actual)
+            return
         import_archive(model, uri, archive, import_script)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(actual + "\n")
     logger.info("model %r imported into %s/models", model, os.environ["BENTOML_HOME"])
 
 

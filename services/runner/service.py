@@ -63,8 +63,8 @@ try:
 except ValidationError as e:
     # Not a ValueError on the way out: BentoML's loader reads a ValueError as "not a bento tag".
     raise RuntimeError(
-        f"invalid runner settings: {e}\nSet WINEMEUP_RUNNER_MODEL to one of the seven models "
-        "(or pass `--arg model=<name>` to bentoml serve)."
+        f"invalid runner settings: {e}\nEach field is read from WINEMEUP_RUNNER_<FIELD> (the model "
+        "can also be passed as `--arg model=<name>` to bentoml serve)."
     ) from None
 
 

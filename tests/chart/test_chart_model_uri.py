@@ -163,6 +163,11 @@ def test_fetched_model_is_verified_imported_and_served(
     assert not list((tmp_path / "download").iterdir()), "the downloaded archive was left behind"
     model_yaml = next((home / "models").rglob("model.yaml"))
     assert model_yaml.stat().st_mode & 0o004, "import-models.sh did not open the store to the pod's UID"
+    # A pod restart runs the init container again over the same emptyDir: it must succeed.
+    again = _run_init(init, home, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already imported" in again.stderr
+    assert list((home / "models").rglob("model.yaml")) == [model_yaml]
 
     # The runner, on the store the init container filled (the pod mounts its models/ subPath).
     port = _free_port()
