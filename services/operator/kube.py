@@ -231,7 +231,7 @@ class Operator:
             wanted.add((obj["kind"], obj["metadata"]["name"]))
             try:
                 if obj["kind"] == "Deployment":
-                    self._hand_over(obj, self.cluster.get("apps/v1", "Deployment", deployment_name))
+                    self._hand_over(obj, self.cluster.get("apps/v1", "Deployment", obj["metadata"]["name"]))
                 self.cluster.apply(obj)
             except Exception as e:  # reported in the status, retried next pass
                 apply_error = f"applying {obj['kind']}/{obj['metadata']['name']} failed: {e}"

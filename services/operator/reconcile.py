@@ -64,6 +64,17 @@ def runner_name(release: ReleaseContext, model: str) -> str:
     return component_name(release.fullname, runner_component(model))
 
 
+def candidate_component(model: str) -> str:
+    """The component label of a model's candidate runner: runner-lightgbm-candidate (its
+    selectors never match the stable runner's pods)."""
+    return f"{runner_component(model)}-candidate"
+
+
+def candidate_name(release: ReleaseContext, model: str) -> str:
+    """Name of the candidate runner's Deployment, Service, autoscaler and PDB."""
+    return component_name(release.fullname, candidate_component(model))
+
+
 def selector_labels(release: ReleaseContext, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": release.name,
@@ -142,16 +153,60 @@ def effective_spec(wine_model: Obj, release: ReleaseContext) -> Obj:
         "modelUri": spec.get("modelUri") or "",
         "modelSha256": sha,
         "allowInsecureModelUri": insecure,
+        "version": "",
+        "track": "",
     }
 
 
-def _metadata(wine_model: Obj, release: ReleaseContext, name: str, component: str, model: str) -> Obj:
+def candidate_spec(wine_model: Obj, eff: Obj) -> Obj | None:
+    """The candidate runner's effective spec (``winemeup.candidateValues``): the stable one's
+    with the candidate's image (else the stable image), its own model source and the store
+    version it serves; None without ``spec.candidate``."""
+    candidate = (wine_model.get("spec") or {}).get("candidate")
+    if candidate is None:
+        return None
+    version = candidate.get("version") or ""
+    if not version:
+        raise SpecError(
+            "spec.candidate.version", "is required: the model store version the candidate runner serves"
+        )
+    uri = candidate.get("modelUri") or ""
+    sha = candidate.get("modelSha256") or ""
+    if sha and (len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
+        raise SpecError("spec.candidate.modelSha256", "must be 64 hex digits")
+    if sha and not uri:
+        raise SpecError("spec.candidate.modelSha256", "is set without spec.candidate.modelUri")
+    if uri and not sha:
+        raise SpecError(
+            "spec.candidate.modelSha256",
+            "is required with spec.candidate.modelUri: a runner never serves an unchecked archive",
+        )
+    insecure = bool(candidate.get("allowInsecureModelUri"))
+    if uri.startswith("http://") and not insecure:
+        raise SpecError(
+            "spec.candidate.modelUri", "is http://: use https://, or set spec.candidate.allowInsecureModelUri"
+        )
+    return {
+        **copy.deepcopy(eff),
+        "image": candidate.get("image") or eff["image"],
+        "modelUri": uri,
+        "modelSha256": sha,
+        "allowInsecureModelUri": insecure,
+        "version": version,
+        "track": "candidate",
+    }
+
+
+def _metadata(
+    wine_model: Obj, release: ReleaseContext, name: str, component: str, model: str, track: str = ""
+) -> Obj:
     labels = {
         **release.labels,
         **selector_labels(release, component),
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "winemeup.io/tier": "runner",
         "winemeup.io/model": model,
+        **({"winemeup.io/track": track} if track else {}),
         GENERATION_ANNOTATION: str(wine_model["metadata"].get("generation", 0)),
     }
     meta: Obj = {"name": name, "namespace": release.namespace, "labels": labels}
@@ -228,7 +283,11 @@ def _deployment(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, c
             else []
         ),
         "envFrom": [{"configMapRef": {"name": d.config_map}}, *copy.deepcopy(d.extra_env_from)],
-        "env": [{"name": "WINEMEUP_RUNNER_MODEL", "value": model}, *copy.deepcopy(d.extra_env)],
+        "env": [
+            {"name": "WINEMEUP_RUNNER_MODEL", "value": model},
+            *([{"name": "WINEMEUP_RUNNER_VERSION", "value": eff["version"]}] if eff["version"] else []),
+            *copy.deepcopy(d.extra_env),
+        ],
         "startupProbe": copy.deepcopy(d.probes["startup"]),
         "readinessProbe": copy.deepcopy(d.probes["readiness"]),
         "livenessProbe": copy.deepcopy(d.probes["liveness"]),
@@ -284,6 +343,7 @@ def _deployment(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, c
                     **d.pod_labels,
                     "winemeup.io/tier": "runner",
                     "winemeup.io/model": model,
+                    **({"winemeup.io/track": eff["track"]} if eff["track"] else {}),
                 },
                 "annotations": {
                     "checksum/config": d.config_checksum,
@@ -297,13 +357,13 @@ def _deployment(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, c
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(wine_model, release, name, component, model),
+        "metadata": _metadata(wine_model, release, name, component, model, eff["track"]),
         "spec": spec,
     }
 
 
 def _service(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, component: str) -> Obj:
-    meta = _metadata(wine_model, release, name, component, eff["model"])
+    meta = _metadata(wine_model, release, name, component, eff["model"], eff["track"])
     port = release.runner.metrics_port
     if release.runner.service_annotations:
         meta["annotations"] = dict(release.runner.service_annotations)
@@ -329,7 +389,7 @@ def _hpa(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, componen
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(wine_model, release, name, component, eff["model"]),
+        "metadata": _metadata(wine_model, release, name, component, eff["model"], eff["track"]),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": a["minReplicas"],
@@ -364,7 +424,7 @@ def _scaled_object(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": _metadata(wine_model, release, name, component, eff["model"]),
+        "metadata": _metadata(wine_model, release, name, component, eff["model"], eff["track"]),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicaCount": a["minReplicas"],
@@ -406,7 +466,7 @@ def _pdb(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, componen
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(wine_model, release, name, component, eff["model"]),
+        "metadata": _metadata(wine_model, release, name, component, eff["model"], eff["track"]),
         "spec": spec,
     }
 
@@ -414,13 +474,26 @@ def _pdb(wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, componen
 def desired_objects(wine_model: Obj, release: ReleaseContext) -> list[Obj]:
     """The Deployment, Service, autoscaler (HPA, or KEDA ScaledObject) and PDB of one WineModel.
 
-    Raises SpecError naming the field when the WineModel cannot be served. The candidate and
-    rollout fields are not turned into objects yet (see :mod:`services.operator.rollout`).
+    With ``spec.candidate``, the candidate runner's objects follow (``<runner>-candidate``,
+    serving the candidate's store version), as the chart renders them; the rollout itself goes
+    through the router (:mod:`services.operator.rollout`). Raises SpecError naming the field
+    when the WineModel cannot be served.
     """
     eff = effective_spec(wine_model, release)
     model = eff["model"]
-    name = runner_name(release, model)
-    component = runner_component(model)
+    objects = _runner_objects(wine_model, release, eff, runner_name(release, model), runner_component(model))
+    candidate = candidate_spec(wine_model, eff)
+    if candidate is not None:
+        objects += _runner_objects(
+            wine_model, release, candidate, candidate_name(release, model), candidate_component(model)
+        )
+    return objects
+
+
+def _runner_objects(
+    wine_model: Obj, release: ReleaseContext, eff: Obj, name: str, component: str
+) -> list[Obj]:
+    """One runner's Deployment, Service, autoscaler and PDB."""
     objects = [
         _deployment(wine_model, release, eff, name, component),
         _service(wine_model, release, eff, name, component),

@@ -7,8 +7,10 @@ the rollout and its gate (``/v1/rollouts``, docs/rollouts.md). At every pass thi
 
 * validates both (:func:`validate_rollout`) and reports a problem naming the field;
 * reads ``GET /v1/rollouts``: a router that serves no candidate of the model gets nothing, and
-  the ``Rollout`` condition says so (``CandidateNotServed``): this operator deploys no
-  candidate runner and cannot add a candidate to a running router;
+  the ``Rollout`` condition says so (``CandidateNotServed``). The reconcile deploys the
+  candidate runner (``<runner>-candidate``, :func:`~services.operator.reconcile.desired_objects`)
+  and the chart gives its Service to the router, so the reason clears once the router serves
+  it; the operator cannot add a candidate to a running router by itself;
 * sends ``PUT /v1/rollouts`` only when the router has no rollout of the model or one that
   differs from the spec (:func:`in_force`): a rollout in progress, promoted or rolled back is
   never restarted by a later pass; a rollout the router refuses is ``RouterRefused`` with the
@@ -190,9 +192,9 @@ def drive_rollout(
         return false(
             ROLLOUT,
             "CandidateNotServed",
-            f"the router serves no candidate version of {model}: give it the candidate (its "
-            "candidates setting: a runner URL or a version in its model store); this operator "
-            "deploys no candidate runner",
+            f"the router serves no candidate version of {model}: the router's candidates "
+            "setting must name the candidate runner's Service (the winemeup chart sets it from "
+            "the model's candidate) or a version in its model store",
         ), None
     if spec.get("rollout") is None:
         return false(ROLLOUT, "NoRollout", "a candidate is served but spec.rollout asks for no rollout"), None

@@ -50,7 +50,11 @@ def render(request: pytest.FixtureRequest, renders: dict[str, Render]) -> Render
 
 
 def test_one_runner_deployment_service_and_hpa_per_runner_model(render: Render) -> None:
-    expected = _runner_models(render)
+    models = render.values["models"]
+    # A model with a candidate has a second runner (all-features: svr).
+    expected = sorted(
+        [*_runner_models(render), *(m for m in _runner_models(render) if models[m].get("candidate"))]
+    )
     for kind in ("Deployment", "Service"):
         got = sorted(
             d["metadata"]["labels"]["winemeup.io/model"]
@@ -61,6 +65,7 @@ def test_one_runner_deployment_service_and_hpa_per_runner_model(render: Render) 
     hpas = {
         h["metadata"]["labels"]["winemeup.io/model"]
         for h in render.of_kind("HorizontalPodAutoscaler")
+        if h["metadata"]["labels"].get("winemeup.io/track") != "candidate"
         if h["metadata"]["labels"].get("winemeup.io/tier") == "runner"
     }
     with_hpa = {m for m in expected if render.values["models"][m].get("autoscaling", {}).get("enabled", True)}
@@ -73,6 +78,10 @@ def test_one_runner_deployment_service_and_hpa_per_runner_model(render: Render) 
             e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         assert env["WINEMEUP_RUNNER_MODEL"] == model
+        candidate = deployment["metadata"]["labels"].get("winemeup.io/track") == "candidate"
+        assert env.get("WINEMEUP_RUNNER_VERSION") == (
+            models[model]["candidate"]["version"] if candidate else None
+        )
         assert (
             deployment["spec"]["template"]["spec"]["containers"][0]["image"]
             .split(":")[0]
@@ -246,7 +255,7 @@ def test_network_policies_select_the_right_pods(renders: dict[str, Render]) -> N
         for other in [ui, redis, *runners]:
             assert not admits_pod(sources, pods[other]), f"{other} may reach {target}"
         assert not admits_pod(sources, test_pod)
-    assert len(runners) == 7
+    assert len(runners) == 8  # seven models and svr's candidate
 
 
 def test_checksum_annotations_roll_pods_when_config_or_keys_change(renders: dict[str, Render]) -> None:
@@ -341,7 +350,7 @@ def test_monitoring_objects_are_switched_by_values(renders: dict[str, Render]) -
     runner_monitor = next(m for n, m in monitors.items() if n.endswith("-runners"))
     assert (
         len([s for s in services if _matches(runner_monitor["spec"]["selector"], s["metadata"]["labels"])])
-        == 7
+        == 8  # seven models and svr's candidate
     )
     dashboard = next(c for c in full.of_kind("ConfigMap") if "winemeup.json" in c.get("data", {}))
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"

@@ -221,11 +221,13 @@ def test_operator_passes_against_a_fake_cluster_and_real_routers(routers: list[R
         assert (ready["status"], ready["reason"]) == ("True", "Serving"), (name, ready["message"])
         assert status["version"] == "stub-1"
     kinds = sorted(k for k, _ in cluster.objects)
-    assert kinds.count("Deployment") == 3 and kinds.count("ScaledObject") == 3 and kinds.count("Service") == 3
+    # Three runners and lightgbm's candidate runner (ci/operator-values.yaml).
+    assert kinds.count("Deployment") == 4 and kinds.count("ScaledObject") == 4 and kinds.count("Service") == 4
+    assert ("Deployment", f"{release.fullname}-runner-lightgbm-candidate") in cluster.objects
     assert all("ownerReferences" in o["metadata"] for o in cluster.objects.values())
     # Autoscaled (KEDA) runners: the operator never sets their replica count.
     deployments = [o for o in cluster.applied if o["kind"] == "Deployment"]
-    assert len(deployments) == 3 and not any("replicas" in d["spec"] for d in deployments)
+    assert len(deployments) == 4 and not any("replicas" in d["spec"] for d in deployments)
 
     def converged() -> bool:
         operator.run_pass()

@@ -362,6 +362,28 @@ Usage: include "winemeup.runnerValues" (dict "ctx" $ "model" "svr") | fromYaml
 {{- fail (printf "models.%s.modelUri is http://: use https://, or set models.%s.allowInsecureModelUri=true to accept a download without TLS" $model $model) }}
 {{- end }}
 {{- end }}
+{{- range $model := include "winemeup.enabledModels" . | fromJsonArray }}
+{{- with (index $.Values.models $model).candidate }}
+{{- if ne (index $.Values.models $model).placement "runner" }}
+{{- fail (printf "models.%s.candidate needs placement: runner (a candidate runs in a runner of its own)" $model) }}
+{{- end }}
+{{- if not .version }}
+{{- fail (printf "models.%s.candidate.version is required: the model store version the candidate runner serves (the rollout names it)" $model) }}
+{{- end }}
+{{- if hasKey $.Values.router.rollouts.candidates $model }}
+{{- fail (printf "models.%s.candidate and router.rollouts.candidates.%s both give %s a candidate: keep one" $model $model $model) }}
+{{- end }}
+{{- if and .modelSha256 (not .modelUri) }}
+{{- fail (printf "models.%s.candidate.modelSha256 is set without models.%s.candidate.modelUri" $model $model) }}
+{{- end }}
+{{- if and .modelUri (not .modelSha256) }}
+{{- fail (printf "models.%s.candidate.modelSha256 is required with modelUri: the runner must not serve an archive it cannot check (sha256sum of the export)" $model) }}
+{{- end }}
+{{- if and (hasPrefix "http://" (.modelUri | default "")) (not .allowInsecureModelUri) }}
+{{- fail (printf "models.%s.candidate.modelUri is http://: use https://, or set models.%s.candidate.allowInsecureModelUri=true to accept a download without TLS" $model $model) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if eq .Values.ingress.uiAuth.type "basic" }}
 {{- if not .Values.ingress.uiAuth.basicSecret }}
 {{- fail "ingress.uiAuth.type=basic needs ingress.uiAuth.basicSecret (a Secret with an htpasswd `auth` key)" }}
@@ -496,4 +518,47 @@ readinessProbe:
   {{- include "winemeup.probe" (dict "default" (dict "httpGet" (dict "path" "/readyz" "port" "http") "periodSeconds" 5 "timeoutSeconds" 2 "failureThreshold" 2) "override" $rd.probes.readiness) | nindent 2 }}
 livenessProbe:
   {{- include "winemeup.probe" (dict "default" (dict "httpGet" (dict "path" "/livez" "port" "http") "periodSeconds" 10 "timeoutSeconds" 2 "failureThreshold" 3) "override" $rd.probes.liveness) | nindent 2 }}
+{{- end }}
+
+{{/* Component label of one model's candidate runner: runner-lightgbm-candidate. */}}
+{{- define "winemeup.candidateComponent" -}}
+{{- printf "%s-candidate" (include "winemeup.runnerComponent" .) }}
+{{- end }}
+
+{{/* Name of one model's candidate runner objects. Usage: (dict "ctx" $ "model" "lightgbm") */}}
+{{- define "winemeup.candidateName" -}}
+{{- include "winemeup.componentName" (dict "ctx" .ctx "suffix" (include "winemeup.candidateComponent" .model)) }}
+{{- end }}
+
+{{/*
+One candidate runner's settings: the stable runner's (winemeup.runnerValues) with the
+candidate's image merged over the stable image, its own model source (modelUri + modelSha256,
+or none: the image's model) and the store version it serves.
+Usage: include "winemeup.candidateValues" (dict "ctx" $ "model" "lightgbm") | fromYaml
+*/}}
+{{- define "winemeup.candidateValues" -}}
+{{- $r := include "winemeup.runnerValues" . | fromYaml }}
+{{- $c := (index .ctx.Values.models .model).candidate | default dict }}
+{{- $_ := set $r "image" (mergeOverwrite $r.image (deepCopy (default dict $c.image))) }}
+{{- $_ := set $r "modelUri" ($c.modelUri | default "") }}
+{{- $_ := set $r "modelSha256" ($c.modelSha256 | default "") }}
+{{- $_ := set $r "allowInsecureModelUri" ($c.allowInsecureModelUri | default false) }}
+{{- $_ := set $r "version" ($c.version | default "") }}
+{{- toYaml $r }}
+{{- end }}
+
+{{/*
+The candidates the router serves (WINEMEUP_ROUTER_CANDIDATES), as JSON: router.rollouts.candidates
+plus, for each runner model with models.<name>.candidate, {version, url} of its candidate
+runner's Service (in both runners.managedBy modes: the operator creates the same Service).
+*/}}
+{{- define "winemeup.routerCandidates" -}}
+{{- $candidates := deepCopy .Values.router.rollouts.candidates }}
+{{- range $model := include "winemeup.runnerModels" . | fromJsonArray }}
+{{- with (index $.Values.models $model).candidate }}
+{{- $url := printf "http://%s.%s.svc:3000" (include "winemeup.candidateName" (dict "ctx" $ "model" $model)) $.Release.Namespace }}
+{{- $_ := set $candidates $model (dict "version" .version "url" $url) }}
+{{- end }}
+{{- end }}
+{{- toJson $candidates }}
 {{- end }}
