@@ -44,6 +44,9 @@ def bentoml_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+TOKEN = "bento-test-runner-token-0123456789"
+
+
 @pytest.fixture(scope="module")
 def built(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Two runner bentos built by the build script into a home sharing the session store."""
@@ -89,7 +92,13 @@ def test_bento_serves_its_own_model_from_a_fresh_home(built: dict[str, Any], tmp
     server = ManagedProcess(
         argv=[sys.executable, "-m", "bentoml", "serve", built["tags"]["lightgbm"], "--port", str(port)],
         log_path=tmp_path / "bento-serve.log",
-        env={"BENTOML_HOME": str(fresh), "BENTOML_DO_NOT_TRACK": "True", "WINEMEUP_RUNNER_MODEL": ""},
+        env={
+            "BENTOML_HOME": str(fresh),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "WINEMEUP_RUNNER_MODEL": "",
+            "WINEMEUP_RUNNER_TOKEN": TOKEN,
+            "WINEMEUP_RUNNER_METRICS_PORT": "0",
+        },
         ready_url=f"http://127.0.0.1:{port}/readyz",
         ready_timeout=120,
         cwd=tmp_path,
@@ -98,10 +107,12 @@ def test_bento_serves_its_own_model_from_a_fresh_home(built: dict[str, Any], tmp
     try:
         server.start()
         base = f"http://127.0.0.1:{port}"
-        meta = httpx.post(base + "/metadata", json={}).json()
+        assert httpx.post(base + "/metadata", json={}).status_code == 401  # the bento demands the token
+        headers = {"X-WineMeUp-Runner-Token": TOKEN}
+        meta = httpx.post(base + "/metadata", json={}, headers=headers).json()
         assert meta["name"] == "lightgbm"
         assert built["tags"]["lightgbm"].split(":")[0] == "winemeup-runner-lightgbm"
-        body = httpx.post(base + "/predict_one", json={"features": SCHEMA.example()}).json()
+        body = httpx.post(base + "/predict_one", json={"features": SCHEMA.example()}, headers=headers).json()
         assert body["model"] == "lightgbm" and body["model_version"] == meta["version"]
         assert 3.0 < body["score"] < 8.0
     finally:
