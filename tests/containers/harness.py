@@ -767,7 +767,10 @@ def _labelled(kind: str) -> list[tuple[str, dict[str, str]]]:
         out = _podman(kind, "inspect", name, check=False).stdout
         with contextlib.suppress(ValueError):
             item = json.loads(out or "{}")
-            item = item[0] if isinstance(item, list) else item
+            if isinstance(item, list):
+                if not item:  # removed between the listing and the inspect (another run's teardown)
+                    continue
+                item = item[0]
             labels = item.get("Labels") or item.get("labels") or item.get("Config", {}).get("Labels") or {}
             rows.append((name, dict(labels)))
     return rows

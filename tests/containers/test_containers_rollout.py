@@ -13,6 +13,13 @@ a rollout (`PUT /v1/rollouts`, steps 50 then 100, auto off), sees both versions 
 and promotes (`POST /v1/rollouts/promote`): every answer is a 2xx, and every answer sent after
 the promote names the candidate version.
 
+The same runs in operator mode: the runner objects (stable and candidate) are the ones the
+operator's pure reconcile makes from the rendered WineModel (as tests/operator's container
+test plays them; the operator itself does not run, no API server here), and the rollout is
+started by the operator's own ``drive_rollout`` from the WineModel's spec.rollout against the
+real router: its Rollout condition is ``Running`` (not ``CandidateNotServed``: the router
+serves the candidate the chart told it about), then ``Promoted`` after the admin's promote.
+
 Only lightgbm is enabled and the UI is off, to keep the run short.
 """
 
@@ -36,6 +43,10 @@ from typing import Any
 import httpx
 import pytest
 
+from services.operator.reconcile import desired_objects
+from services.operator.release import ReleaseContext
+from services.operator.rollout import drive_rollout
+from services.operator.traffic import RouterAdmin
 from tests.containers.conftest import ContainersSettings, render
 from tests.containers.harness import PlayedRelease, remove_run
 from tests.containers.load import random_wine
@@ -47,6 +58,25 @@ MODEL = "lightgbm"
 OTHERS = ("xgboost", "catboost", "random_forest", "extra_trees", "hist_gradient_boosting", "svr")
 BASE = [*(f"models.{m}.enabled=false" for m in OTHERS), "ui.enabled=false"]
 ARCHIVE = "lightgbm-candidate.bentomodel"
+ROLLOUT = {"steps": [50, 100], "auto": False}
+
+
+def _operator_side(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Operator mode as played: Helm's objects, and the runner objects the pure reconcile makes
+    from each rendered WineModel (with the rendered release context) instead of the operator."""
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator"))
+    context = ReleaseContext.model_validate_json(config["data"]["release.json"])
+    made: list[dict[str, Any]] = []
+    for wine_model in (d for d in docs if d["kind"] == "WineModel"):
+        wine_model["metadata"] |= {"generation": 1, "uid": "00000000-0000-4000-8000-000000000002"}
+        made += desired_objects(wine_model, context)
+    helm_side = [
+        d
+        for d in docs
+        if d["kind"] not in ("WineModel", "WineTraffic")
+        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "operator"
+    ]
+    return helm_side + made
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +132,21 @@ def _versions(router_url: str, key: str) -> dict[str, str]:
     return {v["version"]: v["status"] for v in entry.get("versions") or []}
 
 
-@pytest.fixture
+@pytest.fixture(params=["helm", "operator"])
 def rollout_release(
+    request: pytest.FixtureRequest,
     containers_settings: ContainersSettings,
     engine_ready: None,
     candidate: tuple[bytes, str],
     tmp_path: Path,
-) -> Iterator[PlayedRelease]:
-    """The release with lightgbm's candidate runner fetching the retrained archive from a file
-    server container on the release's network; router, Redis and both runners ready, and the
-    router listing both versions ready."""
+) -> Iterator[tuple[PlayedRelease, str]]:
+    """(release, runners.managedBy): the release with lightgbm's candidate runner fetching the
+    retrained archive from a file server container on the release's network; router, Redis and
+    both runners ready, and the router listing both versions ready."""
     remove_run()
     run_id = uuid.uuid4().hex[:6]
     release = f"ro-{run_id}"
+    mode = [f"runners.managedBy={request.param}"]
     played = PlayedRelease(render(containers_settings, release, *BASE), run_id=run_id)
     served = tmp_path / "served"
     served.mkdir()
@@ -134,17 +166,17 @@ def rollout_release(
         wait_until(
             lambda: _answers(uri), 60, interval=0.2, message="the file server container does not answer"
         )
-        played.reset_docs(
-            render(
-                containers_settings,
-                release,
-                *BASE,
-                f"models.{MODEL}.candidate.version={candidate[1]}",
-                f"models.{MODEL}.candidate.modelUri={uri}",
-                f"models.{MODEL}.candidate.modelSha256={hashlib.sha256(candidate[0]).hexdigest()}",
-                f"models.{MODEL}.candidate.allowInsecureModelUri=true",
-            )
+        docs = render(
+            containers_settings,
+            release,
+            *BASE,
+            *mode,
+            f"models.{MODEL}.candidate.version={candidate[1]}",
+            f"models.{MODEL}.candidate.modelUri={uri}",
+            f"models.{MODEL}.candidate.modelSha256={hashlib.sha256(candidate[0]).hexdigest()}",
+            f"models.{MODEL}.candidate.allowInsecureModelUri=true",
         )
+        played.reset_docs(_operator_side(docs) if request.param == "operator" else docs)
         names = [w.name for w in played.workloads]
         assert any(n.endswith(f"-runner-{MODEL}-candidate") for n in names), names
         played.start(ready_timeout=containers_settings.ready_timeout_seconds)
@@ -156,7 +188,7 @@ def rollout_release(
             interval=0.5,
             message=lambda: f"lightgbm's versions as the router lists them: {_versions(router_url, key)}",
         )
-        yield played
+        yield played, request.param
     finally:
         played.down()
 
@@ -208,9 +240,9 @@ class _VersionLoad:
 
 
 def test_a_candidate_runner_is_promoted_under_load_without_a_failed_request(
-    rollout_release: PlayedRelease, candidate: tuple[bytes, str]
+    rollout_release: tuple[PlayedRelease, str], candidate: tuple[bytes, str]
 ) -> None:
-    played = rollout_release
+    played, managed_by = rollout_release
     secrets = played.secret_data()
     key, admin = secrets["api-keys"].split(",")[0], secrets["admin-api-keys"].split(",")[0]
     router_url = played.workload("router").url("router")
@@ -224,11 +256,19 @@ def test_a_candidate_runner_is_promoted_under_load_without_a_failed_request(
         with httpx.Client(base_url=router_url, headers={"X-API-Key": admin}, timeout=10) as c:
             wait_until(lambda: len(load.answers) >= 100, 30, interval=0.1, message="no load answers")
             assert load.versions_since(0) == {stable}
-            put = c.put(
-                "/v1/rollouts",
-                json={"model": MODEL, "candidateVersion": candidate[1], "steps": [50, 100], "auto": False},
-            )
-            assert put.status_code == 200, put.text
+            operator = managed_by == "operator"
+            spec = {"candidate": {"version": candidate[1], "image": "-"}, "rollout": ROLLOUT}
+            if operator:  # the operator's pass applies the WineModel's rollout
+                condition, _ = drive_rollout(RouterAdmin(admin), router_url, MODEL, spec)
+                assert condition is not None and (condition.status, condition.reason) == (
+                    "True",
+                    "Running",
+                ), condition
+            else:
+                put = c.put(
+                    "/v1/rollouts", json={"model": MODEL, "candidateVersion": candidate[1], **ROLLOUT}
+                )
+                assert put.status_code == 200, put.text
             at_50 = time.monotonic()
             wait_until(
                 lambda: load.versions_since(at_50) == {stable, candidate[1]},
@@ -241,6 +281,10 @@ def test_a_candidate_runner_is_promoted_under_load_without_a_failed_request(
             promoted = time.monotonic()
             rollout = c.get("/v1/rollouts").json()["rollouts"][MODEL]
             assert rollout["phase"] == "promoted", rollout
+            if operator:
+                condition, status = drive_rollout(RouterAdmin(admin), router_url, MODEL, spec)
+                assert condition is not None and condition.reason == "Promoted", condition
+                assert status is not None and status["candidateVersion"] == candidate[1], status
             count = len(load.answers)
             wait_until(lambda: len(load.answers) >= count + 300, 60, interval=0.2, message="load stalled")
     finally:
