@@ -35,6 +35,9 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from winemeup.runtimes import MODEL_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -202,18 +205,7 @@ def check(smoke: Smoke) -> None:
 
 
 def main() -> int:
-    all_images = ["router", "router-models", "ui"] + [
-        "runner-" + m.replace("_", "-")
-        for m in (
-            "lightgbm",
-            "xgboost",
-            "catboost",
-            "random_forest",
-            "extra_trees",
-            "hist_gradient_boosting",
-            "svr",
-        )
-    ]
+    all_images = ["router", "router-models", "ui"] + ["runner-" + m.replace("_", "-") for m in MODEL_NAMES]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", default=all_images, help="default: all ten")
     args = parser.parse_args()

@@ -194,35 +194,3 @@ class Explainer:
     async def _compute(self, model: ServedModel, rows: np.ndarray) -> tuple[str, Explanation]:
         """(version, explanation) of rows, from the model in this process or its runner."""
         return await model.explain(rows, self.timeout)
-
-
-_NAMES = tuple(SCHEMA.names)
-
-
-def explained_instance(
-    row: Sequence[float], base: float, score: float, contributions: Sequence[float], cached: bool
-) -> dict[str, Any]:
-    """One wine's entry of an explain answer (:class:`winemeup.api.ExplainedInstance`)."""
-    from winemeup.schema import quality_grade
-
-    values = SCHEMA.decode(row)
-    return {
-        "base": base,
-        "score": score,
-        "quality": quality_grade(score),
-        "cached": cached,
-        "contributions": [
-            {"feature": name, "value": values[name], "contribution": c}
-            for name, c in zip(_NAMES, contributions, strict=True)
-        ],
-    }
-
-
-def explained_rows(matrix: np.ndarray, result: ExplainedRows) -> list[dict[str, Any]]:
-    """Every wine's entry of a batch explain answer, in input order."""
-    return [
-        explained_instance(row, base, score, contributions, cached)
-        for row, base, score, contributions, cached in zip(
-            matrix.tolist(), result.base, result.scores, result.contributions, result.cached, strict=True
-        )
-    ]
