@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import numpy as np
 
+from benchmarks.cpu import CpuMeter, CpuRow
 from benchmarks.inprocess import Memory, PredictTiming, process_memory, random_rows, time_paths
 from benchmarks.load import (
     Result,
@@ -34,11 +35,14 @@ from benchmarks.load import (
     predict_body,
     v2_binary_pool,
     v2_json_body,
+    wrk,
     wrk_pool,
 )
 from benchmarks.report import write_report
 from benchmarks.servers import BenchServers
 from benchmarks.settings import BenchSettings
+from benchmarks.tail import TailRow
+from services.runner.middleware import TOKEN_HEADER
 from services.stack.launcher import missing_models
 from winemeup.runtimes import MODEL_NAMES
 
@@ -92,6 +96,10 @@ class BenchRun:
     scenarios: list[Scenario] = field(default_factory=list)
     models: list[ModelRow] = field(default_factory=list)
     memory: list[RunnerMemory] = field(default_factory=list)
+    cpu: list[CpuRow] = field(default_factory=list)
+    tail: list[TailRow] = field(default_factory=list)
+    tail_note: str = ""
+    """Why the tail section was not run (empty when it was)."""
 
 
 class Runner:
@@ -141,7 +149,8 @@ class Runner:
             out.append(
                 _scenario(f"cache miss, via runner, {conns} conns", ours, "BentoML depends", base, 2.0)
             )
-        out.append(self._batch())
+        v1_batch = self._batch()
+        out += [v1_batch, self._v2_batch(v1_batch.ours)]
         out += self.protocols_and_policies()
         return out
 
@@ -149,11 +158,18 @@ class Runner:
         """V2 infer beside /v1, hits with the drift window on and off, a slow shadow on and off."""
         out = []
         inline = self.urls["inline"]
-        seed = self._baseline_miss()
-        logger.info("V2 infer, JSON and binary tensors")
+        logger.info("V2 infer, JSON and binary tensors, beside /v1 of the same model")
+        v1 = self._measure(inline + "/v1/predict", predict_body("lightgbm", vary=True), api_key=self.key)
         ours = self._measure(inline + "/v2/models/lightgbm/infer", v2_json_body(vary=True), api_key=self.key)
         out.append(
-            Scenario("V2 infer, JSON tensors, misses, inline", ours, "seed: FastAPI + Redis", seed, "", None)
+            Scenario(
+                "V2 infer, JSON tensors, misses, inline",
+                ours,
+                "/v1/predict, same model and load",
+                v1,
+                ">= 0.9x",
+                ours.rps >= 0.9 * v1.rps,
+            )
         )
         header, pool = v2_binary_pool(200_000, seed=time.time_ns() % 2**31)
         ours = wrk_pool(
@@ -166,7 +182,12 @@ class Runner:
         )
         out.append(
             Scenario(
-                "V2 infer, binary tensors, misses, inline", ours, "seed: FastAPI + Redis", seed, "", None
+                "V2 infer, binary tensors, misses, inline",
+                ours,
+                "/v1/predict, same model and load",
+                v1,
+                ">= 1.0x",
+                ours.rps >= 1.0 * v1.rps,
             )
         )
         logger.info("cache hits with the drift window on and off")
@@ -222,6 +243,55 @@ class Runner:
             met,
         )
 
+    def _v2_batch(self, v1: Result) -> Scenario:
+        """1,000-row batches as binary tensors on /v2, beside the /v1 JSON batches of the same run."""
+        rows, conns = self.settings.batch_rows, self.settings.batch_connections
+        logger.info("default model: %d-row /v2 binary batches, %d client(s)", rows, conns)
+        header, pool = v2_binary_pool(rows * 50, seed=time.time_ns() % 2**31, batch=rows)
+        url = self.urls["inline"] + "/v2/models/lightgbm/infer"
+        for seconds in (self.settings.warmup_seconds, self.settings.duration_seconds):
+            if seconds:
+                ours = wrk_pool(
+                    url, header, pool, api_key=self.key, connections=conns, seconds=seconds, rows=rows
+                )
+        return Scenario(
+            f"{rows}-row batch, V2 binary tensors, misses, inline, {conns} client(s)",
+            ours,
+            "/v1 JSON batch, same run",
+            v1,
+            ">= 60,000 rows/s",
+            ours.rows_per_second >= 60_000,
+        )
+
+    def cpu_per_request(self) -> list[CpuRow]:
+        """CPU per request of the router, LightGBM's runner and Redis: misses, then hits, through
+        the runner-placement router at ``connections`` connections."""
+        procs = {proc.name: proc.pid for proc in self.servers.procs}
+        pids = {
+            "router": procs["router-routed"],
+            "runner": self.servers.runners["lightgbm"].pid,
+            "Redis": procs["redis"],
+        }
+        meter = CpuMeter({role: pid for role, pid in pids.items() if pid is not None})
+        url = self.urls["routed"] + "/v1/predict"
+        out = []
+        for scenario, vary in (("lightgbm misses via runner", True), ("cache hits via runner router", False)):
+            logger.info("CPU per request: %s, %d s", scenario, self.settings.cpu_seconds)
+            body = predict_body("lightgbm", vary=vary)
+            if self.settings.warmup_seconds:
+                wrk(url, body, api_key=self.key, connections=self.settings.connections,
+                    seconds=self.settings.warmup_seconds)  # fmt: skip
+            meter.start()
+            result = wrk(
+                url,
+                body,
+                api_key=self.key,
+                connections=self.settings.connections,
+                seconds=self.settings.cpu_seconds,
+            )
+            out.append(meter.stop(scenario, result))
+        return out
+
     def per_model(self, name: str, serving_path: str) -> ModelRow:
         """One model inline and through its runner, the seed baseline measured right before."""
         seconds = self.settings.model_duration_seconds
@@ -267,7 +337,7 @@ def _scenario(
     return Scenario(name, ours, baseline_name, base, target, met)
 
 
-async def _drive_runner(url: str, requests: int, seed: int, concurrency: int = 4) -> int:
+async def _drive_runner(url: str, requests: int, seed: int, token: str, concurrency: int = 4) -> int:
     """Send ``requests`` one-row /predict calls of fresh random wines to a runner."""
     rows = random_rows(requests, seed).tolist()
     done = 0
@@ -279,7 +349,7 @@ async def _drive_runner(url: str, requests: int, seed: int, concurrency: int = 4
                 await response.read()
                 done += response.status == 200
 
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={TOKEN_HEADER: token}) as session:
         await asyncio.gather(*(worker(session, k) for k in range(concurrency)))
     return done
 
@@ -289,7 +359,10 @@ def _serving_paths(servers: BenchServers) -> dict[str, str]:
 
     out = {}
     for name, url in servers.runner_urls.items():
-        out[name] = httpx.post(url + "/metadata", json={}, timeout=10).json()["serving"]["path"]
+        answer = httpx.post(
+            url + "/metadata", json={}, headers={TOKEN_HEADER: servers.runner_token}, timeout=10
+        )
+        out[name] = answer.json()["serving"]["path"]
     return out
 
 
@@ -308,19 +381,31 @@ def run(settings: BenchSettings) -> BenchRun:
             result.memory.append(RunnerMemory(name, paths.get(name, "-"), process_memory(proc.pid)))
         bench = Runner(servers, settings)
         result.scenarios = bench.default_model()
+        result.cpu = bench.cpu_per_request()
         result.models = [bench.per_model(name, paths[name]) for name in MODEL_NAMES]
         for entry in result.memory:
             if entry.name in servers.runner_urls and settings.runner_requests:
                 url = servers.runner_urls[entry.name]
                 entry.requests = asyncio.run(
-                    _drive_runner(url, settings.runner_requests, seed=time.time_ns())
+                    _drive_runner(
+                        url, settings.runner_requests, seed=time.time_ns(), token=servers.runner_token
+                    )
                 )
             pid = servers.runners[entry.name].pid
             assert pid is not None
             entry.after = process_memory(pid)
-        return result
     finally:
         servers.stop()
+    # The tail runs last, on its own stack (as `make run` serves), with every bench server stopped.
+    if not settings.tail_in_bench:
+        result.tail_note = "not run (WINEMEUP_BENCH_TAIL_IN_BENCH=false)"
+    elif shutil.which("prometheus") is None:
+        result.tail_note = "not run: prometheus is not installed (`make setup`, Debian package prometheus)"
+    else:
+        from benchmarks import tail
+
+        result.tail = tail.run(settings)
+    return result
 
 
 def main() -> int:

@@ -105,8 +105,9 @@ def v2_json_body(vary: bool) -> str:
     return text
 
 
-def v2_binary_pool(rows: int, seed: int) -> tuple[bytes, bytes]:
-    """The JSON header of a binary infer request (one ``features`` row, FP64) and ``rows`` random rows.
+def v2_binary_pool(rows: int, seed: int, batch: int = 1) -> tuple[bytes, bytes]:
+    """The JSON header of a binary infer request (``batch`` ``features`` rows, FP64) and ``rows``
+    random rows (wrk sends ``batch`` consecutive rows of the pool per request).
 
     The protocol's matrix layout codes wine_type 0 for red.
     """
@@ -120,8 +121,8 @@ def v2_binary_pool(rows: int, seed: int) -> tuple[bytes, bytes]:
     header = json.dumps(
         {
             "inputs": [
-                {"name": "features", "datatype": "FP64", "shape": [1, len(SCHEMA)],
-                 "parameters": {"binary_data_size": 8 * len(SCHEMA)}}
+                {"name": "features", "datatype": "FP64", "shape": [batch, len(SCHEMA)],
+                 "parameters": {"binary_data_size": 8 * len(SCHEMA) * batch}}
             ],
             "outputs": [{"name": "score", "parameters": {"binary_data": True}},
                         {"name": "quality", "parameters": {"binary_data": True}}],
@@ -147,18 +148,20 @@ def _run_wrk(url: str, script: Path, env: dict[str, str], connections: int, seco
     return figures
 
 
-def wrk_pool(url: str, header: bytes, pool: bytes, *, api_key: str, connections: int, seconds: int) -> Result:
-    """Run wrk POSTing ``header`` plus one row of ``pool`` per request (binary tensor data)."""
+def wrk_pool(url: str, header: bytes, pool: bytes, *, api_key: str, connections: int, seconds: int,
+             rows: int = 1) -> Result:  # fmt: skip
+    """Run wrk POSTing ``header`` plus ``rows`` consecutive rows of ``pool`` per request (binary
+    tensor data)."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "header").write_bytes(header)
         (Path(tmp) / "pool").write_bytes(pool)
         env = {
             "WRK_HEADER_FILE": str(Path(tmp) / "header"),
             "WRK_POOL_FILE": str(Path(tmp) / "pool"),
-            "WRK_ROW_BYTES": str(8 * len(SCHEMA)),
+            "WRK_ROW_BYTES": str(8 * len(SCHEMA) * rows),
             "WRK_API_KEY": api_key,
         }
-        return _result(_run_wrk(url, POOL_LUA, env, connections, seconds), rows=1)
+        return _result(_run_wrk(url, POOL_LUA, env, connections, seconds), rows=rows)
 
 
 def wrk(url: str, body: str, *, api_key: str = "", connections: int, seconds: int, rows: int = 1) -> Result:

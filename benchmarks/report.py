@@ -97,11 +97,98 @@ def memory_table(run: BenchRun) -> str:
     return "\n".join(lines)
 
 
+ROUTER_CPU_PER_MISS_GOAL_US = 200.0
+HIT_GOAL_RPS, HIT_GOAL_P99_MS = 14_000.0, 1.2
+"""Cache hits as the last `make bench` before issue 21 measured them."""
+RUNNER_MISS_GOAL_RATIO = 2.0
+
+
+def cpu_table(run: BenchRun) -> str:
+    lines = [
+        "| run | req/s | router µs/request | runner µs/request | Redis µs/request |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in run.cpu:
+        cpu = row.per_request_us
+        lines.append(
+            f"| {row.scenario} | {row.result.rps:,.0f} | {cpu.get('router', float('nan')):.0f} "
+            f"| {cpu.get('runner', float('nan')):.0f} | {cpu.get('Redis', float('nan')):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _goal(lines: list[str], goal: str, measured: str, met: bool) -> None:
+    lines.append(f"| {goal} | {measured} | {'met' if met else 'NOT met'} |")
+
+
+def goals_table(run: BenchRun) -> str:
+    """Every goal of issue 21 with what this run measured, met or NOT met."""
+    from benchmarks.tail import P99_GOAL_MS, P999_GOAL_MS
+
+    lines = ["| goal | measured in this run | |", "|---|---|---|"]
+    for t in run.tail:
+        r = t.result
+        _goal(
+            lines,
+            f"tail, {t.model} via runner: p99 < {P99_GOAL_MS:g} ms, p99.9 < {P999_GOAL_MS:g} ms",
+            f"p99 {r.p99_ms:.1f} ms, p99.9 {r.p999_ms:.1f} ms, {r.errors} errors, {t.scrapes} scrapes",
+            r.p99_ms < P99_GOAL_MS and r.p999_ms < P999_GOAL_MS and t.scrapes > 0 and not r.errors,
+        )
+    if run.tail_note:
+        lines.append(f"| tail through the runners | {run.tail_note} | NOT measured |")
+    for m in run.models:
+        ratio = m.runner.rps / m.baseline.rps if m.baseline.rps else float("nan")
+        _goal(
+            lines,
+            f"misses, {m.name} via runner: >= {RUNNER_MISS_GOAL_RATIO:g}x the seed",
+            f"{m.runner.rps:,.0f} req/s vs seed {m.baseline.rps:,.0f}: {ratio:.2f}x",
+            ratio >= RUNNER_MISS_GOAL_RATIO,
+        )
+    for sc in run.scenarios:
+        if sc.name.startswith("cache hit (Redis)"):
+            _goal(
+                lines,
+                f"cache hits no slower: >= {HIT_GOAL_RPS:,.0f} req/s, p99 <= {HIT_GOAL_P99_MS:g} ms",
+                f"{sc.ours.rps:,.0f} req/s, p99 {sc.ours.p99_ms:.2f} ms",
+                sc.ours.rps >= HIT_GOAL_RPS and sc.ours.p99_ms <= HIT_GOAL_P99_MS,
+            )
+    for row in run.cpu:
+        if "misses" in row.scenario:
+            cpu = row.per_request_us
+            _goal(
+                lines,
+                f"router CPU per miss <= {ROUTER_CPU_PER_MISS_GOAL_US:g} µs",
+                f"router {cpu['router']:.0f} µs (runner {cpu.get('runner', float('nan')):.0f} µs, "
+                f"Redis {cpu.get('Redis', float('nan')):.0f} µs) at {row.result.rps:,.0f} req/s",
+                cpu["router"] <= ROUTER_CPU_PER_MISS_GOAL_US,
+            )
+    for sc in run.scenarios:
+        if sc.name.startswith("V2 infer") or "V2 binary" in sc.name:
+            if sc.ours.rows_per_request > 1:
+                measured = (
+                    f"{sc.ours.rows_per_second:,.0f} rows/s (/v1 JSON {sc.baseline.rows_per_second:,.0f})"
+                )
+            else:
+                ratio = sc.ours.rps / sc.baseline.rps if sc.baseline.rps else float("nan")
+                measured = f"{sc.ours.rps:,.0f} req/s vs /v1 {sc.baseline.rps:,.0f}: {ratio:.2f}x"
+            _goal(lines, f"{sc.name}: {sc.target}", measured, bool(sc.met))
+    return "\n".join(lines)
+
+
+def tail_section(run: BenchRun) -> str:
+    from benchmarks.tail import report
+
+    if not run.tail:
+        return run.tail_note
+    return report(run.tail, run.settings)
+
+
 def write_report(run: BenchRun, output: Path) -> str:
     """The whole report as Markdown; also written to ``output``."""
     text = "\n\n".join(
         [
             context(run),
+            "## Issue 21's goals, this run\n\n" + goals_table(run),
             "## The default model (LightGBM) against the baselines\n\n" + scenario_table(run),
             "## Every model: cache misses inline and through its runner, and predict time per path\n\n"
             "Seed baseline: FastAPI + LightGBM's own predict in-process + Redis, measured again right "
@@ -113,6 +200,12 @@ def write_report(run: BenchRun, output: Path) -> str:
             "`(no model)` is a runner whose store is empty: BentoML's arbiter and worker with our "
             "service code and nothing loaded — the part of every runner's memory that is BentoML's.\n\n"
             + memory_table(run),
+            "## CPU per request (router, runner, Redis)\n\n"
+            f"`utime + stime` from `/proc/<pid>/stat` (with descendants: a runner's worker) over "
+            f"{run.settings.cpu_seconds} s of LightGBM requests through the runner-placement router at "
+            f"{run.settings.connections} connections, after a warm-up, divided by the requests "
+            "completed.\n\n" + cpu_table(run),
+            "## Tail latency through the runners (as `make run` serves)\n\n" + tail_section(run),
         ]
     )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,11 @@
   model: its memory is what BentoML and our code cost before any model is loaded;
 * the router with every model inline, and the router with every model behind its runner;
 * the seed design's baseline (FastAPI + in-process LightGBM through the framework + Redis);
-* the BentoML ``depends`` gateway calling the LightGBM runner.
+* the BentoML ``depends`` gateway calling a LightGBM runner of its own.
+
+Runners answer only calls carrying the run's shared secret (``runner_token``), which the
+routers send. BentoML's ``depends`` client cannot add that header, so the gateway calls its own
+LightGBM runner started with ``WINEMEUP_RUNNER_ALLOW_UNAUTHENTICATED`` (loopback only).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class BenchServers:
         self.urls: dict[str, str] = {}
         self.runner_urls: dict[str, str] = {}
         self.runner_urls_slow: dict[str, str] = {}
+        self.runner_token = secrets.token_urlsafe(32)
 
     def _proc(self, name: str, argv: list[str], env: dict[str, str], ready_url: str) -> ManagedProcess:
         proc = ManagedProcess(
@@ -56,16 +61,31 @@ class BenchServers:
         """Start every server; ``urls`` and ``runner_urls`` then hold their base URLs."""
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.logs.mkdir(parents=True)
-        roles = ("redis", "inline", "routed", "fastapi", "gateway", "empty", "nodrift", "shadowed", "slow")
+        roles = (
+            "redis", "inline", "routed", "fastapi", "gateway", "gateway-runner", "empty", "nodrift",
+            "shadowed", "slow",
+        )  # fmt: skip
         ports = {role: free_port() for role in roles}
         self.urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
         redis_url = self._start_redis(ports["redis"])
         for model in self.models:
             port = free_port()
-            self.runners[model] = runner_process(model, port, self.store, self.run_dir, ready_timeout=240)
+            self.runners[model] = runner_process(
+                model, port, self.store, self.run_dir, ready_timeout=240, token=self.runner_token
+            )
             self.runner_urls[model] = f"http://127.0.0.1:{port}"
+        gateway_runner = runner_process(
+            "lightgbm",
+            ports["gateway-runner"],
+            self.store,
+            self.run_dir / "gateway-runner",
+            env={"WINEMEUP_RUNNER_ALLOW_UNAUTHENTICATED": "true"},
+            ready_timeout=240,
+        )
+        gateway_runner.name = "runner-lightgbm-for-gateway"
+        self.procs.append(gateway_runner)
         self.procs.extend(self.runners.values())
-        start_all(list(self.runners.values()))
+        start_all([*self.runners.values(), gateway_runner])
         # The shadow target: the SVR through scikit-learn's own predict, about 0.35 ms a row
         # against LightGBM's 0.02 ms from its ONNX artifact: more than 10x slower.
         slow = runner_process(
@@ -75,6 +95,7 @@ class BenchServers:
             self.run_dir / "slow",
             env={"WINEMEUP_RUNNER_SERVING_PATH": "framework"},
             ready_timeout=240,
+            token=self.runner_token,
         )
         # A shadow is best-effort work: like a lower PriorityClass in a cluster, its runner
         # yields the CPU to the served path (here both share two cores).
@@ -117,6 +138,7 @@ class BenchServers:
             "WINEMEUP_ROUTER_RATE_LIMIT_ENABLED": "false",
             "WINEMEUP_ROUTER_INLINE_THREADS": str(self.settings.batch_threads),
             "WINEMEUP_ROUTER_PORT": str(port),
+            "WINEMEUP_ROUTER_RUNNER_TOKEN": self.runner_token,
         }
         if role in ("inline", "nodrift"):
             env["WINEMEUP_ROUTER_PLACEMENT"] = "inline"
@@ -151,8 +173,10 @@ class BenchServers:
         env = {
             **BENTOML_ENV,
             "BENTOML_HOME": str(runner_home(self.store, self.run_dir / "gateway-home")),
-            "WINEMEUP_BASELINE_RUNNER_URL": self.runner_urls["lightgbm"],
+            "WINEMEUP_BASELINE_RUNNER_URL": self.urls["gateway-runner"],
             "WINEMEUP_RUNNER_MODEL": "lightgbm",
+            # Importing the runner's class reads its settings, which ask for a token or this.
+            "WINEMEUP_RUNNER_ALLOW_UNAUTHENTICATED": "true",
         }
         return self._proc(
             "baseline-depends", [*argv, "--port", str(port)], env, self.urls["gateway"] + "/readyz"
@@ -162,7 +186,7 @@ class BenchServers:
         """A runner over an empty store: alive, never ready (it has no model to load)."""
         empty_store = self.run_dir / "empty-store"
         (empty_store / "models").mkdir(parents=True)
-        proc = runner_process("lightgbm", port, empty_store, self.run_dir / "empty")
+        proc = runner_process("lightgbm", port, empty_store, self.run_dir / "empty", token=self.runner_token)
         proc.ready_url = self.urls["empty"] + "/livez"
         proc.ready_statuses = (200, 503)  # it answers: served, with nothing to serve
         self.procs.append(proc)

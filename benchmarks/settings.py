@@ -27,6 +27,12 @@ class BenchSettings(BaseSettings):
     tail_seconds: int = Field(
         60, gt=0, description="Length of each model's run in the tail scenario (--scenario tail)."
     )
+    tail_in_bench: bool = Field(
+        True, description="Run the tail scenario (benchmarks/tail.py) as the last section of `make bench`."
+    )
+    cpu_seconds: int = Field(
+        10, gt=0, description="Length of the runs whose CPU time per request is read from /proc."
+    )
     connections: int = Field(4, gt=0, description="Concurrent connections of the single-row scenarios.")
     batch_rows: int = Field(1000, gt=0, description="Rows per request in the batch scenario.")
     batch_connections: int = Field(1, gt=0, description="Concurrent batch clients (the goal is for one).")
