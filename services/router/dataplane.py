@@ -341,6 +341,11 @@ class DataPlane:
     ) -> Prediction:
         """The scores of a batch sent to ``name``; a named version is that model's own answer."""
         self._check_rows(rows.shape[0], self.limits.batch_max_rows, field_name, "batch_max_rows")
+        if version is None and rows.shape[0] == 1:
+            # One row takes the single-row path whatever the protocol: its cache lookup joins
+            # the other requests' lookups of this event-loop turn, and concurrent misses of it
+            # are computed once.
+            return await self.predict_one(name, rows[0].tolist(), labels, level)
         model = self._resolve(name, labels)
         labels.rows = rows.shape[0]
         metrics.BATCH_ROWS.observe(rows.shape[0])

@@ -21,6 +21,7 @@ clients use it by default. Errors are :class:`ProtocolError` with the protocol's
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +137,8 @@ class _Tensor:
     name: str
     datatype: str
     shape: list[int]
-    values: np.ndarray  # numbers as float64; BYTES as an object array of str
+    values: np.ndarray | list[Any]
+    """Binary data: float64 numbers or a list of str (BYTES); JSON data: the flat list of values."""
 
 
 def _tensors(inputs: list[Any], binary: bytes) -> dict[str, _Tensor]:
@@ -153,15 +155,20 @@ def _tensors(inputs: list[Any], binary: bytes) -> dict[str, _Tensor]:
             raise ProtocolError(f"input '{name}': 'datatype' must be a string")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers")
-        count = int(np.prod(shape)) if shape else 1
-        size = (spec.get("parameters") or {}).get("binary_data_size")
+        count = math.prod(shape)
+        parameters = spec.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ProtocolError(f"input '{name}': 'parameters' must be an object")
+        size = parameters.get("binary_data_size") if parameters else None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise ProtocolError(
                     f"input '{name}': binary_data_size {size} exceeds the {len(binary) - offset} bytes "
                     "of binary data left in the body"
                 )
-            values = _decode_binary(name, datatype, binary[offset : offset + size], count)
+            values: np.ndarray | list[Any] = _decode_binary(
+                name, datatype, binary[offset : offset + size], count
+            )
             offset += size
         else:
             values = _decode_json(name, datatype, spec.get("data"), count)
@@ -207,24 +214,27 @@ def _flatten(data: Any) -> list[Any]:
     return [data]
 
 
-def _decode_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
+_NUMBER = (int, float)
+
+
+def _decode_json(name: str, datatype: str, data: Any, count: int) -> list[Any]:
+    """The tensor's values as a flat list, checked against its datatype and element count."""
     if data is None:
         raise ProtocolError(f"input '{name}' has no 'data' (and no binary_data_size)")
-    flat = _flatten(data)
+    # Data already flat (the common case) is used as it is; nested data is flattened.
+    flat = data if isinstance(data, list) and not any(type(v) is list for v in data) else _flatten(data)
     if len(flat) != count:
         raise ProtocolError(f"input '{name}': {len(flat)} values for a shape of {count} elements")
     if datatype in _NUMBER_TYPES:
-        bad = next(
-            (i for i, v in enumerate(flat) if isinstance(v, bool) or not isinstance(v, int | float)), None
-        )
-        if bad is not None:
-            raise ProtocolError(f"input '{name}' row {bad}: must be a number, got {flat[bad]!r}")
-        return np.asarray(flat, dtype=np.float64)
+        for i, v in enumerate(flat):
+            if type(v) is not float and (isinstance(v, bool) or not isinstance(v, _NUMBER)):
+                raise ProtocolError(f"input '{name}' row {i}: must be a number, got {v!r}")
+        return flat
     if datatype == "BYTES":
-        bad = next((i for i, v in enumerate(flat) if not isinstance(v, str)), None)
-        if bad is not None:
-            raise ProtocolError(f"input '{name}' row {bad}: must be a string, got {flat[bad]!r}")
-        return np.array(flat, dtype=object)
+        for i, v in enumerate(flat):
+            if not isinstance(v, str):
+                raise ProtocolError(f"input '{name}' row {i}: must be a string, got {v!r}")
+        return flat
     raise ProtocolError(f"input '{name}': datatype {datatype} is not accepted (FP32, FP64 or BYTES)")
 
 
@@ -237,7 +247,7 @@ def _matrix(tensors: dict[str, _Tensor]) -> np.ndarray:
         raise ProtocolError(f"input '{MATRIX_INPUT}': datatype must be FP32 or FP64, got {t.datatype}")
     if len(t.shape) != 2 or t.shape[1] != _WIDTH:
         raise ProtocolError(f"input '{MATRIX_INPUT}': shape must be [N, {_WIDTH}], got {t.shape}")
-    rows = t.values.reshape(t.shape[0], _WIDTH).copy()
+    rows = np.array(t.values, dtype=np.float64).reshape(t.shape[0], _WIDTH)
     # The protocol's wine_type is 0 (red) / 1 (white); the model's is 1 (red) / 0 (white).
     rows[:, _WINE_TYPE] = 1.0 - rows[:, _WINE_TYPE]
     return rows
@@ -257,9 +267,8 @@ def _columns(tensors: dict[str, _Tensor]) -> np.ndarray:
         counts[t.name] = t.shape[0]
     if len(set(counts.values())) != 1:
         raise ProtocolError(f"inputs have different row counts: {counts}")
-    n = next(iter(counts.values()))
-    rows = np.empty((n, _WIDTH), dtype=np.float64)
-    for j, name in enumerate(_NAMES):
+    columns: list[Any] = []
+    for name in _NAMES:
         t = tensors[name]
         if name == "wine_type":
             if t.datatype != "BYTES":
@@ -271,12 +280,13 @@ def _columns(tensors: dict[str, _Tensor]) -> np.ndarray:
                 raise ProtocolError(
                     f"input 'wine_type' row {bad}: must be 'red' or 'white', got {t.values[bad]!r}"
                 )
-            rows[:, j] = [1.0 if v == "red" else 0.0 for v in t.values]
+            columns.append([1.0 if v == "red" else 0.0 for v in t.values])
         else:
             if t.datatype not in _NUMBER_TYPES:
                 raise ProtocolError(f"input '{name}': datatype must be FP32 or FP64, got {t.datatype}")
-            rows[:, j] = t.values
-    return rows
+            columns.append(t.values)
+    # One conversion of every column at once; rows are then the transposed copy.
+    return np.array(columns, dtype=np.float64).T.copy()
 
 
 def _check_values(rows: np.ndarray, *, matrix: bool) -> None:

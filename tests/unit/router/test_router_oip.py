@@ -138,6 +138,21 @@ BAD = [
         _raw(_columns_json(), outputs=[{"name": "colour"}]), "unknown output 'colour'", id="unknown-output"
     ),
     pytest.param(_raw([]), "'inputs' must be a non-empty list", id="no-inputs"),
+    pytest.param(
+        _raw([*_columns_json()[:10], {**_columns_json()[10], "parameters": ["binary"]}, _columns_json()[11]]),
+        "input 'alcohol': 'parameters' must be an object",
+        id="parameters-not-an-object",
+    ),
+    pytest.param(
+        _raw([*_columns_json()[:10], {**_columns_json()[10], "data": [True]}, _columns_json()[11]]),
+        "input 'alcohol' row 0: must be a number, got True",
+        id="boolean-number",
+    ),
+    pytest.param(
+        _raw([*_columns_json()[:10], {**_columns_json()[10], "data": [[[99.0]]]}, _columns_json()[11]]),
+        "input 'alcohol' row 0: must be between 5 and 20 % vol, got 99",
+        id="nested-data-flattened",
+    ),
     pytest.param(b"{not json", "not valid JSON", id="not-json"),
     pytest.param(
         _raw([*_columns_json(), {"name": "colour", "datatype": "BYTES", "shape": [1], "data": ["x"]}]),
