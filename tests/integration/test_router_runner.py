@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.raw_http import Connections, request_bytes
 from tests.support.waiting import wait_until
 from tests.support.wines import WINES
 from winemeup.runtimes import MODEL_NAMES
@@ -76,20 +76,17 @@ def test_each_model_through_its_runner(client: httpx.Client, expected: dict[str,
         )
 
 
-@pytest.mark.xfail(
-    reason="passes alone, but in the whole suite every burst took 64 runner calls (two clean-clone "
-    "CI runs, 2026-12-02): micro-batching under the shared fleet is under investigation",
-    strict=False,
-)
 def test_concurrent_misses_are_micro_batched(
     runner_router: Any, client: httpx.Client, metric_reader: Callable[..., float]
 ) -> None:
     """Misses that arrive while runner calls are in flight share a call.
 
-    The batching is adaptive (a request waits only while every call slot is busy), so one
-    burst on a loaded machine may happen to arrive spaced out: up to three bursts of 64
-    concurrent misses over warm keep-alive connections are sent, and one of them must have
-    needed fewer runner calls than requests. With batching broken, every burst needs 64.
+    The batching is adaptive (a request waits only while every call slot is busy), so the
+    misses must reach the router together: 64 requests prepared as bytes are written back to
+    back on 64 warm keep-alive connections (an HTTP client library spreads them over
+    milliseconds, long enough for a runner to answer each one alone). Up to three bursts are
+    sent; one must need fewer runner calls than requests. With batching broken, every burst
+    needs 64.
     """
 
     def figures() -> tuple[float, float]:
@@ -100,30 +97,27 @@ def test_concurrent_misses_are_micro_batched(
         )
 
     headers = {**runner_router.headers(), "Content-Type": "application/json"}
-
-    async def burst(first: int) -> list[int]:
-        bodies = [
-            orjson.dumps({"features": {**EXAMPLE, "alcohol": 10 + (first + i) / 997}, "model": "extra_trees"})
-            for i in range(64)
-        ]
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(
-            base_url=runner_router.url, headers=headers, limits=limits, timeout=10
-        ) as http:
-            # Open the connections first (cache-free routes), so the misses arrive together.
-            await asyncio.gather(*(http.get("/healthz") for _ in range(64)))
-            answers = await asyncio.gather(*(http.post("/v1/predict", content=body) for body in bodies))
-        return [a.status_code for a in answers]
-
+    warm = request_bytes(runner_router.url, "GET", "/healthz", {})
     calls_per_burst = []
-    for attempt in range(3):
-        rows_before, calls_before = figures()
-        assert set(asyncio.run(burst(attempt * 64))) == {200}
-        rows, calls = figures()
-        assert rows - rows_before == 64  # every miss reached the runner exactly once
-        calls_per_burst.append(calls - calls_before)
-        if calls_per_burst[-1] < 64:
-            break
+    with Connections(runner_router.url, 64, warm) as connections:
+        for attempt in range(3):
+            bodies = [
+                orjson.dumps(
+                    {
+                        "features": {**EXAMPLE, "alcohol": 10 + (64 * attempt + i) / 997},
+                        "model": "extra_trees",
+                    }
+                )
+                for i in range(64)
+            ]
+            requests = [request_bytes(runner_router.url, "POST", "/v1/predict", headers, b) for b in bodies]
+            rows_before, calls_before = figures()
+            assert set(connections.burst(requests)) == {200}
+            rows, calls = figures()
+            assert rows - rows_before == 64  # every miss reached the runner exactly once
+            calls_per_burst.append(calls - calls_before)
+            if calls_per_burst[-1] < 64:
+                break
     assert min(calls_per_burst) < 64, f"no runner call carried more than one request's row: {calls_per_burst}"
 
 
