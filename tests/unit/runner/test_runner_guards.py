@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from services.runner.core import ExplainBusyError, ModelServer, OutOfRangeError, check_rows, decode_rows
+from services.runner.errors import InvalidRowsError
 from services.runner.explainer import ExplainDeadlineError, explain_in_chunks
 from services.runner.middleware import (
     TOKEN_HEADER,
@@ -68,6 +69,92 @@ def test_rows_outside_the_schema_ranges_are_422_naming_the_field(
         assert [d.field for d in info.value.details] == [field.replace("[0]", "[1]", 1)]
         assert named in info.value.details[0].problem
     assert check_rows([ROW], 1).tolist() == [ROW]
+
+
+FIELDS = {name: i for i, name in enumerate(SCHEMA.names)}
+
+
+@pytest.mark.parametrize("size", [2, 20], ids=["small-batch", "large-batch"])
+@pytest.mark.parametrize(
+    ("row", "error", "message", "problem"),
+    [
+        pytest.param(
+            _with("ph", float("nan")),
+            InvalidRowsError,
+            "rows must hold finite numbers",
+            ("ph", "must be a finite number"),
+            id="nan",
+        ),
+        pytest.param(
+            _with("alcohol", float("inf")),
+            InvalidRowsError,
+            "rows must hold finite numbers",
+            ("alcohol", "must be a finite number"),
+            id="inf",
+        ),
+        pytest.param(
+            _with("wine_type", float("nan")),
+            InvalidRowsError,
+            "rows must hold finite numbers",
+            ("wine_type", "must be a finite number"),
+            id="nan-category",
+        ),
+        pytest.param(
+            _with("wine_type", 0.5),
+            OutOfRangeError,
+            "1 invalid field: rows[{r}][11]: wine_type must be one of the codes 0, 1, got 0.5",
+            ("wine_type", "wine_type must be one of the codes 0, 1, got 0.5"),
+            id="category-0.5",
+        ),
+        pytest.param(
+            _with("free_sulfur_dioxide", 34.5),
+            OutOfRangeError,
+            "1 invalid field: rows[{r}][5]: free_sulfur_dioxide must not exceed total_sulfur_dioxide "
+            "(34.5 > 34)",
+            ("free_sulfur_dioxide", "free_sulfur_dioxide must not exceed total_sulfur_dioxide (34.5 > 34)"),
+            id="crossed-fields",
+        ),
+        pytest.param(
+            _with("density", 0.9799),
+            OutOfRangeError,
+            "1 invalid field: rows[{r}][7]: density must be between 0.98 and 1.05 g/cm³, got 0.9799",
+            ("density", "density must be between 0.98 and 1.05 g/cm³, got 0.9799"),
+            id="just-below-the-range",
+        ),
+    ],
+)
+def test_binary_rows_fail_with_the_same_errors_in_small_and_large_batches(
+    size: int, row: list[float], error: type[Exception], message: str, problem: tuple[str, str]
+) -> None:
+    """Valid batches take a fast check (value by value up to 8 rows, array comparisons above);
+    any other batch gets the full checks and their errors, whatever its size."""
+    last = size - 1
+    body = np.array([ROW] * last + [row]).tobytes()
+    with pytest.raises(error) as info:
+        decode_rows(body, 100)
+    column, text = problem
+    assert str(info.value) == message.format(r=last)
+    assert [(d.field, d.problem) for d in info.value.details] == [  # type: ignore[attr-defined]
+        (f"rows[{last}][{FIELDS[column]}]", text)
+    ]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 8, 9, 64])
+def test_valid_binary_rows_pass_at_every_batch_size(size: int) -> None:
+    """Values on the range bounds, -0.0 as a category code and equal crossed fields are valid."""
+    edges = [
+        ROW,
+        _with("ph", 2.5),
+        _with("ph", 4.5),
+        _with("wine_type", -0.0),
+        _with("wine_type", 0.0),
+        _with("free_sulfur_dioxide", 34.0),
+        _with("citric_acid", 0.0),
+    ]
+    rows = np.array([edges[i % len(edges)] for i in range(size)]).reshape(size, len(SCHEMA))
+    decoded = decode_rows(rows.tobytes(), 100)
+    assert decoded.shape == (size, len(SCHEMA)) and decoded.tobytes() == rows.tobytes()
+    assert check_rows(rows.tolist(), 100).tobytes() == rows.tobytes()
 
 
 def test_many_bad_values_are_named_up_to_ten() -> None:
