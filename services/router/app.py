@@ -11,9 +11,10 @@ the answer carries the request id (``X-Request-ID``), and so does the log line w
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 
 import orjson
 
@@ -34,6 +35,10 @@ from winemeup.errors import MalformedRequest, MethodNotAllowed, RouteNotFound, S
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID = b"x-request-id"
+# Generated request ids: 64 random bits per process, then a counter (32 hex digits in all).
+# Unique across replicas without a random draw per request (uuid4 reads the OS's RNG each time).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
 
 
 def _request_id(presented: bytes | None) -> str:
@@ -42,7 +47,7 @@ def _request_id(presented: bytes | None) -> str:
         text = presented.decode()
         if text.isprintable() and " " not in text:
             return text
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 class Router:
