@@ -297,7 +297,8 @@ def _check_values(rows: np.ndarray, *, matrix: bool) -> None:
     low, high = rows < _LOWS, rows > _HIGHS
     bad = ~finite | low | high
     if matrix:
-        bad[:, _WINE_TYPE] = ~np.isin(rows[:, _WINE_TYPE], (0.0, 1.0))
+        codes = rows[:, _WINE_TYPE]
+        bad[:, _WINE_TYPE] = (codes != 0.0) & (codes != 1.0)
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
         f = SCHEMA.features[j]
