@@ -13,11 +13,8 @@ every step it left, the step it stopped at, and wrk's count of failed requests.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +26,7 @@ import httpx
 
 from benchmarks.load import predict_body, wrk
 from services.stack.processes import ManagedProcess, free_port
+from training.candidates import shuffled_labels, train_version
 
 MODEL = "lightgbm"
 GATE = {
@@ -39,45 +37,6 @@ GATE = {
     "maxErrorRate": 0.01,
 }
 STEPS: list[Any] = ["shadow", 10, 50, 100]
-
-
-def _train(home: Path, data_dir: Path, *args: str) -> str:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "train",
-            MODEL,
-            "--fast",
-            "--no-progress",
-            "--model-store",
-            str(home),
-            "--data-dir",
-            str(data_dir),
-            "--reports-dir",
-            str(home.parent / "reports"),
-            *args,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    dirs = [p for p in (home / "models" / MODEL).iterdir() if p.is_dir()]
-    return max(dirs, key=lambda p: p.stat().st_mtime).name
-
-
-def _shuffled(data_dir: Path, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    for colour in ("red", "white"):
-        with (data_dir / f"winequality-{colour}.csv").open(newline="") as f:
-            rows = list(csv.reader(f, delimiter=";"))
-        labels = [r[-1] for r in rows[1:]]
-        random.Random(5).shuffle(labels)
-        with (out / f"winequality-{colour}.csv").open("w", newline="") as f:
-            writer = csv.writer(f, delimiter=";")
-            writer.writerow(rows[0])
-            writer.writerows([*r[:-1], q] for r, q in zip(rows[1:], labels, strict=True))
-    return out
 
 
 def _router(home: Path, candidate: str, log_dir: Path) -> tuple[ManagedProcess, str, str, str]:
@@ -194,16 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         if home is None:
             home = Path(tmp) / "bentoml"
             print("training three LightGBM versions (fast mode) ...", flush=True)
-            _train(home, args.data_dir)
-            good = _train(home, args.data_dir, "--candidate", "--seed", "7")
-            bad = _train(
-                home,
-                _shuffled(args.data_dir, Path(tmp) / "shuffled"),
-                "--candidate",
-                "--seed",
-                "11",
-                "--no-verify",
-            )
+            reports = Path(tmp) / "reports"
+            train_version(MODEL, home, args.data_dir, reports)
+            good = train_version(MODEL, home, args.data_dir, reports, "--candidate", "--seed", "7")
+            shuffled = shuffled_labels(args.data_dir, Path(tmp) / "shuffled")
+            bad = train_version(MODEL, home, shuffled, reports, "--candidate", "--seed", "11", "--no-verify")
         stable = (home / "models" / MODEL / "latest").read_text().strip()
         print(f"stable {stable}, retrained candidate {good}, bad candidate {bad}; gate {json.dumps(GATE)}")
         for label, candidate in (("retrained (seed 7)", good), ("bad (shuffled labels)", bad)):

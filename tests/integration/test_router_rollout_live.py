@@ -17,10 +17,7 @@ wines with their quality labels shuffled).
 
 from __future__ import annotations
 
-import csv
 import random
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +33,7 @@ from tests.support.redis import launch_redis
 from tests.support.router import RouterHandle, launch_router
 from tests.support.runners import runner_fleet
 from tests.support.waiting import wait_until
+from training.candidates import shuffled_labels, train_version
 from winemeup.schema import SCHEMA
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,43 +41,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "lightgbm"
 
 
-def _train(home: Path, data_dir: Path, root: Path, *args: str) -> str:
-    """Train LightGBM (fast) into ``home``; the version it saved."""
-    done = subprocess.run(
-        [sys.executable, "-m", "training", "train", MODEL, "--fast", "--no-progress", "--model-store",
-         str(home), "--data-dir", str(data_dir), "--reports-dir", str(root / "reports"), *args],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    versions = sorted((home / "models" / MODEL).iterdir(), key=lambda p: p.stat().st_mtime)
-    return [p.name for p in versions if p.is_dir()][-1]
-
-
-def _shuffled(data_dir: Path, out: Path) -> Path:
-    """The same wines with their quality labels shuffled (a model trained on them has learnt nothing)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for colour in ("red", "white"):
-        with (data_dir / f"winequality-{colour}.csv").open(newline="") as f:
-            rows = list(csv.reader(f, delimiter=";"))
-        labels = [r[-1] for r in rows[1:]]
-        random.Random(5).shuffle(labels)
-        with (out / f"winequality-{colour}.csv").open("w", newline="") as f:
-            writer = csv.writer(f, delimiter=";")
-            writer.writerow(rows[0])
-            writer.writerows([*r[:-1], q] for r, q in zip(rows[1:], labels, strict=True))
-    return out
-
-
 @pytest.fixture(scope="module")
 def versions(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A store with the stable, a retrained (good) and a shuffled-label (bad) LightGBM version."""
     root = tmp_path_factory.mktemp("rollout-store")
     home = root / "bentoml"
-    stable = _train(home, data_dir, root)
-    good = _train(home, data_dir, root, "--candidate", "--seed", "7")
-    bad = _train(
-        home, _shuffled(data_dir, root / "shuffled"), root, "--candidate", "--seed", "11", "--no-verify"
-    )
+    reports = root / "reports"
+    stable = train_version(MODEL, home, data_dir, reports)
+    good = train_version(MODEL, home, data_dir, reports, "--candidate", "--seed", "7")
+    shuffled = shuffled_labels(data_dir, root / "shuffled")
+    bad = train_version(MODEL, home, shuffled, reports, "--candidate", "--seed", "11", "--no-verify")
     assert (home / "models" / MODEL / "latest").read_text().strip() == stable, "a candidate became latest"
     return {"home": home, "stable": stable, "good": good, "bad": bad}
 
