@@ -1,4 +1,7 @@
-"""The runner's binary predict route, a plain ASGI app mounted beside the BentoML API.
+"""The runner's binary predict route, a plain ASGI app beside the BentoML API.
+
+Mounted at ``/binary``, and called directly by
+:class:`services.runner.middleware.BinaryRouteMiddleware` ahead of BentoML's middleware stack.
 
 ``POST /binary/predict`` takes little-endian float64 rows (12 values each, schema order) and
 answers their float64 scores, with the model version in ``X-Model-Version``. The router calls
@@ -11,6 +14,7 @@ model. Errors are the runner's usual JSON body (:mod:`services.runner.errors`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,7 +22,10 @@ import orjson
 
 from services.runner.core import ModelServer
 from services.runner.errors import BatchTooLargeError, ModelNotLoadedError
+from services.runner.middleware import INTERNAL_ERROR
 from winemeup.errors import MethodNotAllowed, RouteNotFound, ServiceError
+
+logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -35,6 +42,10 @@ class BinaryPredictApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        await self.answer(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer one HTTP request; the status sent (its metrics count it by status)."""
         try:
             if scope["path"].rstrip("/").rsplit("/", 1)[-1] != "predict":
                 raise RouteNotFound("POST /binary/predict only")
@@ -46,7 +57,12 @@ class BinaryPredictApp:
             scores, version = self.server.predict_binary(body)
         except ServiceError as e:
             await _json(send, e.status, e.body(), e.headers())
-            return
+            return e.status
+        except Exception:
+            # Answered here, not by ErrorBodyMiddleware: this app also serves ahead of it.
+            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await _json(send, 500, ServiceError(INTERNAL_ERROR).body())
+            return 500
         headers = [
             (b"content-type", b"application/octet-stream"),
             (b"content-length", str(len(scores)).encode()),
@@ -54,6 +70,7 @@ class BinaryPredictApp:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": scores})
+        return 200
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

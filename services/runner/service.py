@@ -16,7 +16,10 @@ answers while a model loads and ``/readyz`` turns 200 only when it is in (``/liv
 Endpoints (JSON in, JSON out): ``POST /predict``, ``POST /predict_one``, ``POST /metadata``,
 ``POST /explain``, ``POST /insight``, plus BentoML's ``/readyz``, ``/livez`` and ``/metrics``;
 and ``POST /binary/predict`` (float64 rows in, float64 scores out), the route the router uses
-(:mod:`services.runner.binary`). Every call but the probes and ``/metrics`` must carry the
+(:mod:`services.runner.binary`), answered ahead of BentoML's middleware stack
+(:class:`services.runner.middleware.BinaryRouteMiddleware`) and so counted by
+``winemeup_runner_binary_*`` (:mod:`services.runner.binary_metrics`) instead of BentoML's
+``bentoml_service_request_*``. Every call but the probes and ``/metrics`` must carry the
 shared secret in ``X-WineMeUp-Runner-Token`` (:mod:`services.runner.middleware`); the
 metrics also answer on ``metrics_port`` (:mod:`services.runner.metrics_listener`), so a
 NetworkPolicy can let Prometheus scrape without opening the API.
@@ -40,10 +43,11 @@ from pydantic import BaseModel, Field, StrictFloat, ValidationError
 from starlette.responses import JSONResponse
 
 from services.runner.binary import BinaryPredictApp
+from services.runner.binary_metrics import binary_route_metrics
 from services.runner.core import ModelServer, runner_name
 from services.runner.explainer import ProcessExplainer
 from services.runner.metrics_listener import start_metrics_listener
-from services.runner.middleware import ErrorBodyMiddleware, RunnerTokenMiddleware
+from services.runner.middleware import BinaryRouteMiddleware, ErrorBodyMiddleware, RunnerTokenMiddleware
 from services.runner.settings import RunnerSettings
 from services.runner.timeout import install as install_releasing_timeout
 from winemeup.errors import ServiceError
@@ -256,6 +260,29 @@ _service.add_asgi_middleware(ErrorBodyMiddleware)
 _service.add_asgi_middleware(
     RunnerTokenMiddleware, token=settings.token.get_secret_value() if settings.token else None
 )
+
+
+def _answer_binary_predict_first(service: Any, token: str | None) -> None:
+    """Make ``service``'s ASGI app :class:`BinaryRouteMiddleware` around the app BentoML builds.
+
+    BentoML puts its own middlewares (traffic metrics, OpenTelemetry, timeout, request context)
+    outside any added with ``add_asgi_middleware``, and offers no hook outside them; its worker
+    serves ``service.to_asgi()``. ``Service`` is a slotted attrs class, so the method is wrapped
+    on the class, for this one service only.
+    """
+    cls = type(service)
+    build = cls.to_asgi
+
+    def to_asgi(self: Any, is_main: bool = True) -> Any:
+        app = build(self, is_main)
+        if self is not service:
+            return app
+        return BinaryRouteMiddleware(app, BINARY_PREDICT.answer, token=token, metrics=binary_route_metrics())
+
+    cls.to_asgi = to_asgi
+
+
+_answer_binary_predict_first(_service, settings.token.get_secret_value() if settings.token else None)
 if settings.token is None:
     logger.warning(
         "WINEMEUP_RUNNER_ALLOW_UNAUTHENTICATED is set: this runner answers anyone who reaches its port"

@@ -85,11 +85,63 @@ def test_a_runner_answers_only_with_the_token(
 
 
 def test_binary_predict_needs_the_token(fleet: RunnerFleet, client: httpx.Client) -> None:
+    """The router's route is answered ahead of BentoML's stack, with the same 401 as every route."""
     url = fleet.url("lightgbm") + "/binary/predict"
     payload = np.array([ROW]).tobytes()
-    assert client.post(url, content=payload).status_code == 401
+    for headers, reason in (
+        ([], "missing"),
+        ([(TOKEN_HEADER, "x" * len(TOKEN))], "not the runner's token"),
+        ([(TOKEN_HEADER, TOKEN), (TOKEN_HEADER, TOKEN)], "given twice"),
+    ):
+        refused = client.post(url, content=payload, headers=headers)
+        assert refused.status_code == 401, refused.text
+        assert _assert_one_shape(refused) == {
+            "error": f"this runner answers only the router: {TOKEN_HEADER} {reason}",
+            "code": "unauthenticated",
+            "details": [{"field": TOKEN_HEADER, "problem": reason}],
+        }
     answer = client.post(url, content=payload, headers=AUTH)
     assert answer.status_code == 200 and len(answer.content) == 8
+
+
+def _binary_requests(text: str) -> Counter[str]:
+    """``winemeup_runner_binary_requests_total`` by status code, from a metrics exposition."""
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("winemeup_runner_binary_requests_total{"):
+            code = line.split('http_response_code="', 1)[1].split('"', 1)[0]
+            counts[code] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def test_binary_predict_errors_take_the_one_shape_and_are_counted(
+    fleet: RunnerFleet, client: httpx.Client
+) -> None:
+    """Errors of the router's route: 413 and 422 in the one body shape, and every answer counted
+    by status on /metrics and on the metrics port (BentoML's request metrics no longer see it)."""
+    base = fleet.url("lightgbm")
+    url = base + "/binary/predict"
+    counted = {
+        where: _binary_requests(client.get(where).text)
+        for where in (base + "/metrics", fleet.metrics_url("lightgbm"))
+    }
+    too_many = client.post(url, content=np.zeros((10_001, len(ROW))).tobytes(), headers=AUTH)
+    assert too_many.status_code == 413, too_many.text[:300]
+    assert _assert_one_shape(too_many)["code"] == "payload_too_large"
+    out_of_range = client.post(url, content=np.array([[*ROW[:11], 0.5]]).tobytes(), headers=AUTH)
+    assert out_of_range.status_code == 422, out_of_range.text
+    assert _assert_one_shape(out_of_range)["details"] == [
+        {"field": "rows[0][11]", "problem": "wine_type must be one of the codes 0, 1, got 0.5"}
+    ]
+    assert client.post(url, content=np.array([ROW]).tobytes()).status_code == 401
+    for _ in range(3):
+        assert client.post(url, content=np.array([ROW, ROW]).tobytes(), headers=AUTH).status_code == 200
+    for where, before in counted.items():
+        scraped = client.get(where).text
+        grown = _binary_requests(scraped)
+        grown.subtract(before)
+        assert +grown == Counter({"200": 3, "413": 1, "422": 1, "401": 1}), (where, grown)
+        assert "winemeup_runner_binary_request_duration_seconds_bucket" in scraped
 
 
 def test_probes_and_metrics_need_no_token_and_metrics_have_their_own_port(

@@ -61,9 +61,7 @@ def test_runner_mode_predicts_through_runners_caches_and_stops_clean(
         # The score came from the lightgbm runner process, not from a model inside the router.
         metrics = client.get(state["runner_urls"]["lightgbm"] + "/metrics").text
         assert any(
-            line.startswith("bentoml_service_request_total")
-            and 'endpoint="/binary/predict"' in line
-            and 'http_response_code="200"' in line
+            line.startswith('winemeup_runner_binary_requests_total{http_response_code="200"}')
             and not line.endswith(" 0.0")
             for line in metrics.splitlines()
         ), "the lightgbm runner counted no /binary/predict (the router's route for misses)"

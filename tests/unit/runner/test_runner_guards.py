@@ -15,16 +15,19 @@ import httpx
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from services.runner.binary import BinaryPredictApp
 from services.runner.core import ExplainBusyError, ModelServer, OutOfRangeError, check_rows, decode_rows
 from services.runner.errors import InvalidRowsError
 from services.runner.explainer import ExplainDeadlineError, explain_in_chunks
 from services.runner.middleware import (
     TOKEN_HEADER,
+    BinaryRouteMiddleware,
     ErrorBodyMiddleware,
     RunnerTokenMiddleware,
     normalise_error,
@@ -323,3 +326,59 @@ def test_errors_behind_the_token_are_rewritten() -> None:
             assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 
     asyncio.run(scenario())
+
+
+class BrokenRuntime(SklearnRuntime):
+    """A real linear runtime that fails on rows whose fixed acidity is 19.5 (a model bug)."""
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        if (rows[:, 0] == 19.5).any():
+            raise ValueError("/srv/secret/path: model exploded")
+        return super().predict(rows)
+
+
+class RecordedMetrics:
+    """Keeps what BinaryRouteMiddleware counts (the Prometheus ones run in the integration tests)."""
+
+    def __init__(self) -> None:
+        self.answers: list[int] = []
+
+    def observe(self, status: int, seconds: float) -> None:
+        assert 0 <= seconds < 5
+        self.answers.append(status)
+
+
+def test_binary_route_is_answered_ahead_of_the_stack_with_its_guards() -> None:
+    """The token, the one error shape (500 included) and the count, without the wrapped app."""
+    x = np.random.default_rng(0).uniform(0, 1, size=(50, len(SCHEMA)))
+    info = ModelInfo(name="svr", version="v7", framework="sklearn", labels={}, metadata={})
+    server = ModelServer("svr", lambda: BrokenRuntime(LinearRegression().fit(x, x[:, 10]), info), 100)
+    server.load()
+    binary = BinaryPredictApp(max_body_bytes=100 * len(SCHEMA) * 8)
+    binary.server = server
+    metrics = RecordedMetrics()
+    app: Any = BinaryRouteMiddleware(_app(), binary.answer, token=TOKEN, metrics=metrics)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runner") as c:
+            auth = {TOKEN_HEADER: TOKEN}
+            scored = await c.post("/binary/predict", content=np.array([ROW, ROW]).tobytes(), headers=auth)
+            assert scored.status_code == 200 and scored.headers["x-model-version"] == "v7"
+            assert len(np.frombuffer(scored.content, dtype="<f8")) == 2
+            refused = await c.post("/binary/predict", content=np.array([ROW]).tobytes())
+            assert refused.status_code == 401 and refused.json()["details"] == [
+                {"field": TOKEN_HEADER, "problem": "missing"}
+            ]
+            crashed = await c.post(
+                "/binary/predict", content=np.array([_with("fixed_acidity", 19.5)]).tobytes(), headers=auth
+            )
+            assert crashed.status_code == 500
+            assert ErrorBody.model_validate(crashed.json()).code == "internal_error"
+            assert "/srv/" not in crashed.text
+            # Every other request goes through the wrapped app, its guards and its error shape.
+            assert (await c.post("/predict")).status_code == 401
+            assert (await c.post("/predict", headers=auth)).json()["code"] == "validation_error"
+            assert (await c.get("/readyz")).status_code == 200
+
+    asyncio.run(scenario())
+    assert metrics.answers == [200, 401, 500]
