@@ -26,6 +26,7 @@ from services.router.redis_connection import redis_client
 from services.router.redis_records import RedisRecords
 from services.router.registry import ModelRegistry
 from services.router.rollout_build import build_rollouts
+from services.router.runner_http import connections_of
 from services.router.runner_session import RecyclingSession
 from services.router.runners import RunnerClient, RunnerModel
 from services.router.settings import RouterSettings
@@ -169,7 +170,7 @@ def build(s: RouterSettings) -> DataPlane:
         RecordPoller(records, s.default_sync_seconds),
         Limits(s.batch_max_rows, s.explain_max_rows, s.explain_max_inflight, s.explain_retry_seconds),
         build_rollouts(s, registry.names, registry.get, predictor, records, session),
-        closers=[session.close] if session is not None else [],
+        closers=[session.close, connections_of(session).close] if session is not None else [],
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from services.router import metrics
+from services.router import metrics, runner_http
 from services.router.models import READY, UNAVAILABLE, InsightFiles, ServedModel
 from winemeup.errors import (
     MalformedRequest,
@@ -70,7 +70,7 @@ RUNNER_TOKEN_HEADER = "X-WineMeUp-Runner-Token"
 
 
 class RunnerClient:
-    """HTTP client of one runner (the runner HTTP contract), over a shared aiohttp session."""
+    """HTTP client of one runner: ``predict`` over the pools of ``runner_http``, the rest over ``session``."""
 
     def __init__(self, session: Any, base_url: str, timeout_seconds: float, token: str | None = None):
         import aiohttp
@@ -83,27 +83,34 @@ class RunnerClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         credential = {RUNNER_TOKEN_HEADER: token} if token else {}
         self._headers = {"Content-Type": "application/json", **credential}
-        self._binary_headers = {"Content-Type": "application/octet-stream", **credential}
         self._get_headers = credential
+        binary_headers = {"Content-Type": "application/octet-stream", **credential}
+        self._predict = runner_http.BinaryPost(
+            runner_http.connections_of(session),
+            self.base_url,
+            "/binary/predict",
+            binary_headers,
+            timeout_seconds,
+        )
 
-    async def _post(
-        self, url: str, payload: bytes, headers: dict[str, str] | None = None
-    ) -> tuple[bytes, Any]:
+    def _refusal(self, url: str, status: int, body: bytes) -> Exception:
+        """The error of a non-200 answer: RunnerRefused for the rows' fault, else RunnerUnreachable."""
+        snippet = body[:200].decode(errors="replace")
+        if 400 <= status < 500 and status not in (401, 403, 408, 429):
+            return RunnerRefused(status, snippet)
+        return RunnerUnreachable(f"runner answered HTTP {status}", detail=f"{url}: HTTP {status}: {snippet}")
+
+    async def _post(self, url: str, payload: bytes) -> tuple[bytes, Any]:
         """POST ``payload``; the body and headers of a 200 answer, RunnerUnreachable otherwise."""
         import aiohttp
 
         try:
             async with self.session.post(
-                url, data=payload, headers=headers or self._headers, timeout=self._timeout
+                url, data=payload, headers=self._headers, timeout=self._timeout
             ) as resp:
                 body = await resp.read()
                 if resp.status != 200:
-                    snippet = body[:200].decode(errors="replace")
-                    if 400 <= resp.status < 500 and resp.status not in (401, 403, 408, 429):
-                        raise RunnerRefused(resp.status, snippet)
-                    raise RunnerUnreachable(
-                        f"runner answered HTTP {resp.status}", detail=f"{url}: HTTP {resp.status}: {snippet}"
-                    )
+                    raise self._refusal(url, resp.status, body)
                 return body, resp.headers
         except TimeoutError as e:
             raise RunnerUnreachable(f"no answer within {self._timeout.total:g}s", timeout=True) from e
@@ -122,8 +129,17 @@ class RunnerClient:
     async def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, str]:
         """``POST /binary/predict`` with float64 rows -> (scores, model_version)."""
         payload = np.ascontiguousarray(matrix, dtype="<f8").tobytes()
-        body, headers = await self._post(self._predict_url, payload, self._binary_headers)
-        version = headers.get("X-Model-Version")
+        try:
+            answer = await self._predict(payload)
+        except TimeoutError as e:  # before OSError, of which it is a subclass
+            raise RunnerUnreachable(f"no answer within {self._timeout.total:g}s", timeout=True) from e
+        except OSError as e:
+            raise RunnerUnreachable(
+                f"runner unreachable ({type(e).__name__})", detail=f"{type(e).__name__}: {e}"
+            ) from e
+        if answer.status != 200:
+            raise self._refusal(self._predict_url, answer.status, answer.body)
+        body, version = answer.body, answer.version
         if not version or len(body) != 8 * matrix.shape[0]:
             raise RunnerUnreachable(
                 f"runner returned {len(body)} bytes (version {version!r}) for {matrix.shape[0]} rows"
