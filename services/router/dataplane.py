@@ -187,6 +187,10 @@ class DataPlane:
             self.rollouts.versions(model.name),
         )
 
+    def check_name(self, name: str, labels: Labels) -> None:
+        """Nothing if ``name`` is served (an alias included); UnknownModel (404) otherwise."""
+        self._resolve(name, labels, timed=False)
+
     def model_state(self, name: str, labels: Labels) -> ModelView:
         """A model as it is now, without waiting for it."""
         model = self._resolve(name, labels, timed=False)

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
+from services.router.validation import fast_row
 from winemeup.schema import SCHEMA
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -44,6 +46,8 @@ _WIDTH = len(_NAMES)
 _WINE_TYPE = _NAMES.index("wine_type")
 _LOWS = np.array([f.minimum for f in SCHEMA.features])
 _HIGHS = np.array([f.maximum for f in SCHEMA.features])
+# The datatype each feature's tensor has in the column layout: BYTES for categories.
+_COLUMN_TYPES = {f.name: ("BYTES",) if f.kind == "category" else ("FP64", "FP32") for f in SCHEMA.features}
 _PAIRS = tuple((_NAMES.index(a), _NAMES.index(b)) for a, b in SCHEMA.not_exceeding)
 
 
@@ -98,9 +102,11 @@ def parse_infer(
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ProtocolError("'inputs' must be a non-empty list of tensors")
-    tensors = _tensors(inputs, binary)
-    rows = _matrix(tensors) if MATRIX_INPUT in tensors else _columns(tensors)
-    _check_values(rows, matrix=MATRIX_INPUT in tensors)
+    rows = _one_valid_row(inputs) if not binary else None
+    if rows is None:
+        tensors = _tensors(inputs, binary)
+        rows = _matrix(tensors) if MATRIX_INPUT in tensors else _columns(tensors)
+        _check_values(rows, matrix=MATRIX_INPUT in tensors)
     request_id = doc.get("id")
     parameters = doc.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -114,6 +120,33 @@ def parse_infer(
         parameters=parameters,
         outputs_named=doc.get("outputs") is not None,
     )
+
+
+def _one_valid_row(inputs: list[Any]) -> np.ndarray | None:
+    """The (1, 12) matrix of one wine in the column layout with JSON data, if certainly valid.
+
+    The common single-row request is checked as ``/v1`` checks one wine
+    (:func:`~services.router.validation.fast_row`); anything it cannot prove valid returns
+    None, and the general decoder then finds and names the problem.
+    """
+    if len(inputs) != _WIDTH:
+        return None
+    instance: dict[str, Any] = {}
+    for spec in inputs:
+        # Exactly name, datatype, shape and data: no parameters (binary data, or anything else).
+        try:
+            if len(spec) != 4:
+                return None
+            name, data, shape = spec["name"], spec["data"], spec["shape"]
+            if spec["datatype"] not in _COLUMN_TYPES[name]:
+                return None
+        except (KeyError, TypeError):  # not an object, a key missing, an unknown or unhashable name
+            return None
+        if type(data) is not list or len(data) != 1 or (shape != [1] and shape != [1, 1]) or name in instance:
+            return None
+        instance[name] = data[0]
+    row = fast_row(instance)
+    return None if row is None else np.array((row,), dtype=np.float64)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -337,37 +370,41 @@ def _outputs(spec: Any, binary_default: bool, known: tuple[str, ...] = OUTPUTS) 
 # ---- encoding ---------------------------------------------------------------------------------
 
 
+_WIRE_TYPES = {"FP64": "<f8", "FP32": "<f4", "INT32": "<i4"}
+
+
 def encode_infer(
     request: InferRequest,
     model: str,
     version: str,
-    scores: np.ndarray,
-    quality: np.ndarray,
-    extra: dict[str, tuple[str, np.ndarray]] | None = None,
+    scores: Sequence[float] | np.ndarray,
+    quality: Sequence[int] | np.ndarray,
+    extra: Mapping[str, tuple[str, Sequence[float] | np.ndarray]] | None = None,
     parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """The infer response body, and the JSON length when binary tensor data follows it.
 
     ``extra`` holds further outputs by name (datatype FP64/FP32/INT32, values) that
     ``request.outputs`` may name; ``parameters`` become the response's ``parameters``.
+    Values may be lists or arrays; lists of FP64 and INT32 values go into JSON as they are.
     """
-    values = {
-        OUTPUT_SCORE: ("FP64", np.ascontiguousarray(scores, dtype="<f8")),
-        OUTPUT_QUALITY: ("INT32", np.ascontiguousarray(quality, dtype="<i4")),
+    values: dict[str, tuple[str, Sequence[Any] | np.ndarray]] = {
+        OUTPUT_SCORE: ("FP64", scores),
+        OUTPUT_QUALITY: ("INT32", quality),
+        **(extra or {}),
     }
-    for name, (datatype, array) in (extra or {}).items():
-        dtype = {"FP64": "<f8", "FP32": "<f4", "INT32": "<i4"}[datatype]
-        values[name] = (datatype, np.ascontiguousarray(array, dtype=dtype))
     outputs, blobs = [], []
     for requested in request.outputs:
         datatype, array = values[requested.name]
-        entry: dict[str, Any] = {"name": requested.name, "datatype": datatype, "shape": [int(array.shape[0])]}
+        entry: dict[str, Any] = {"name": requested.name, "datatype": datatype, "shape": [len(array)]}
         if requested.binary:
-            blob = array.tobytes()
+            blob = np.ascontiguousarray(array, dtype=_WIRE_TYPES[datatype]).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
+        elif type(array) is list and datatype != "FP32":
+            entry["data"] = array
         else:
-            entry["data"] = array.tolist()
+            entry["data"] = np.asarray(array, dtype=_WIRE_TYPES[datatype]).tolist()
         outputs.append(entry)
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
     if parameters:

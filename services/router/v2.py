@@ -21,10 +21,9 @@ naming the outputs (then at 0.9). The bounds are those of ``"interval"`` on ``/v
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import numpy as np
 import orjson
 
 import winemeup
@@ -197,7 +196,7 @@ class OpenInference:
         if "version" in params:
             await self.plane.model(params["name"], params["version"], request.labels)
         else:
-            self.plane.model_state(params["name"], request.labels)
+            self.plane.check_name(params["name"], request.labels)
         header = request.headers.get(_HEADER_LENGTH)
         body = await request.body()
         decoded = parse_infer(body, header.decode() if header else None, INTERVAL_OUTPUTS)
@@ -205,14 +204,11 @@ class OpenInference:
         p = await self.plane.predict(
             params["name"], decoded.rows, request.labels, params.get("version"), level, field_name="inputs"
         )
-        scores = np.asarray(p.scores, dtype=np.float64)
-        quality = np.array([quality_grade(s) for s in p.scores], dtype=np.int32)
-        extra: dict[str, tuple[str, np.ndarray]] = {}
+        scores = list(p.scores)
+        quality = [quality_grade(s) for s in scores]
+        extra: dict[str, tuple[str, Sequence[float]]] = {}
         if p.low is not None and p.high is not None:
-            extra = {
-                "interval_low": ("FP64", np.asarray(p.low)),
-                "interval_high": ("FP64", np.asarray(p.high)),
-            }
+            extra = {"interval_low": ("FP64", list(p.low)), "interval_high": ("FP64", list(p.high))}
         parameters: dict[str, Any] = {"served_by": p.models} if p.models else {}
         if p.row_versions is not None:
             parameters["versions"] = p.row_versions
