@@ -2,8 +2,8 @@
 
 No web framework and no model here: :func:`parse_infer` turns an infer request body (JSON,
 or JSON followed by binary tensor data) into the feature matrix the predictor takes, and
-:func:`encode_infer` turns scores back into the protocol's outputs. The routes that call them
-live with the other HTTP adapters.
+:func:`~services.router.oip_encode.encode_infer` turns scores back into the protocol's
+outputs. The routes that call them live with the other HTTP adapters.
 
 Two input layouts are answered:
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +45,9 @@ _WIDTH = len(_NAMES)
 _WINE_TYPE = _NAMES.index("wine_type")
 _LOWS = np.array([f.minimum for f in SCHEMA.features])
 _HIGHS = np.array([f.maximum for f in SCHEMA.features])
+_LOW_LIST, _HIGH_LIST = _LOWS.tolist(), _HIGHS.tolist()
+_ROW = struct.Struct(f"<{len(SCHEMA)}d")
+_ROW_BYTES = _ROW.size
 # The datatype each feature's tensor has in the column layout: BYTES for categories.
 _COLUMN_TYPES = {f.name: ("BYTES",) if f.kind == "category" else ("FP64", "FP32") for f in SCHEMA.features}
 _PAIRS = tuple((_NAMES.index(a), _NAMES.index(b)) for a, b in SCHEMA.not_exceeding)
@@ -102,7 +104,7 @@ def parse_infer(
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ProtocolError("'inputs' must be a non-empty list of tensors")
-    rows = _one_valid_row(inputs) if not binary else None
+    rows = _one_valid_binary_row(inputs, binary) if binary else _one_valid_row(inputs)
     if rows is None:
         tensors = _tensors(inputs, binary)
         rows = _matrix(tensors) if MATRIX_INPUT in tensors else _columns(tensors)
@@ -147,6 +149,39 @@ def _one_valid_row(inputs: list[Any]) -> np.ndarray | None:
         instance[name] = data[0]
     row = fast_row(instance)
     return None if row is None else np.array((row,), dtype=np.float64)
+
+
+def _one_valid_binary_row(inputs: list[Any], binary: bytes) -> np.ndarray | None:
+    """The (1, 12) matrix of one wine sent as one binary FP64 ``features`` row, if certainly valid.
+
+    Anything else (or anything out of range) returns None, for the general decoder to handle.
+    """
+    if len(inputs) != 1 or len(binary) != _ROW_BYTES:
+        return None
+    spec = inputs[0]
+    try:
+        if (
+            len(spec) != 4
+            or spec["name"] != MATRIX_INPUT
+            or spec["datatype"] != "FP64"
+            or spec["shape"] != [1, _WIDTH]
+            or spec["parameters"] != {"binary_data_size": _ROW_BYTES}
+        ):
+            return None
+    except (KeyError, TypeError):
+        return None
+    row = list(_ROW.unpack(binary))
+    code = row[_WINE_TYPE]
+    if code != 0.0 and code != 1.0:
+        return None
+    row[_WINE_TYPE] = 1.0 - code  # the protocol's 0 (red) is the model's 1
+    for value, low, high in zip(row, _LOW_LIST, _HIGH_LIST, strict=True):
+        if not low <= value <= high:  # NaN fails too
+            return None
+    for a, b in _PAIRS:
+        if row[a] > row[b]:
+            return None
+    return np.array((row,), dtype=np.float64)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -362,84 +397,9 @@ def _outputs(spec: Any, binary_default: bool, known: tuple[str, ...] = OUTPUTS) 
             raise ProtocolError(f"outputs[{i}] must be an object with a 'name'")
         if item["name"] not in known:
             raise ProtocolError(f"unknown output '{item['name']}': this model answers {list(known)}")
-        binary = (item.get("parameters") or {}).get("binary_data", binary_default)
+        parameters = item.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ProtocolError(f"outputs[{i}]: 'parameters' must be an object")
+        binary = parameters.get("binary_data", binary_default) if parameters else binary_default
         out.append(RequestedOutput(item["name"], bool(binary)))
     return out
-
-
-# ---- encoding ---------------------------------------------------------------------------------
-
-
-_WIRE_TYPES = {"FP64": "<f8", "FP32": "<f4", "INT32": "<i4"}
-
-
-def encode_infer(
-    request: InferRequest,
-    model: str,
-    version: str,
-    scores: Sequence[float] | np.ndarray,
-    quality: Sequence[int] | np.ndarray,
-    extra: Mapping[str, tuple[str, Sequence[float] | np.ndarray]] | None = None,
-    parameters: dict[str, Any] | None = None,
-) -> tuple[bytes, int | None]:
-    """The infer response body, and the JSON length when binary tensor data follows it.
-
-    ``extra`` holds further outputs by name (datatype FP64/FP32/INT32, values) that
-    ``request.outputs`` may name; ``parameters`` become the response's ``parameters``.
-    Values may be lists or arrays; lists of FP64 and INT32 values go into JSON as they are.
-    """
-    values: dict[str, tuple[str, Sequence[Any] | np.ndarray]] = {
-        OUTPUT_SCORE: ("FP64", scores),
-        OUTPUT_QUALITY: ("INT32", quality),
-        **(extra or {}),
-    }
-    outputs, blobs = [], []
-    for requested in request.outputs:
-        datatype, array = values[requested.name]
-        entry: dict[str, Any] = {"name": requested.name, "datatype": datatype, "shape": [len(array)]}
-        if requested.binary:
-            blob = np.ascontiguousarray(array, dtype=_WIRE_TYPES[datatype]).tobytes()
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        elif type(array) is list and datatype != "FP32":
-            entry["data"] = array
-        else:
-            entry["data"] = np.asarray(array, dtype=_WIRE_TYPES[datatype]).tolist()
-        outputs.append(entry)
-    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
-    if parameters:
-        doc["parameters"] = parameters
-    if request.id is not None:
-        doc["id"] = request.id
-    head = orjson.dumps(doc)
-    if not blobs:
-        return head, None
-    return head + b"".join(blobs), len(head)
-
-
-def model_metadata(model: str, version: str, platform: str) -> dict[str, Any]:
-    """``GET /v2/models/{name}``: inputs (the column layout), outputs, and the matrix layout."""
-    inputs = [
-        {"name": f.name, "datatype": "BYTES" if f.kind == "category" else "FP64", "shape": [-1]}
-        for f in SCHEMA.features
-    ]
-    return {
-        "name": model,
-        "versions": [version],
-        "platform": platform,
-        "inputs": inputs,
-        "outputs": [
-            {"name": OUTPUT_SCORE, "datatype": "FP64", "shape": [-1]},
-            {"name": OUTPUT_QUALITY, "datatype": "INT32", "shape": [-1]},
-        ],
-        "parameters": {
-            "alternative_input": {
-                "name": MATRIX_INPUT,
-                "datatype": "FP64",
-                "shape": [-1, _WIDTH],
-                "columns": list(_NAMES),
-                "wine_type": "0 = red, 1 = white",
-            },
-            "feature_units": {f.name: f.unit for f in SCHEMA.features if f.unit},
-        },
-    }

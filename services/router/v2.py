@@ -21,6 +21,7 @@ naming the outputs (then at 0.9). The bounds are those of ``"interval"`` on ``/v
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -34,10 +35,9 @@ from services.router.oip import (
     InferRequest,
     ProtocolError,
     RequestedOutput,
-    encode_infer,
-    model_metadata,
     parse_infer,
 )
+from services.router.oip_encode import encode_infer, model_metadata
 from winemeup.errors import NotReady, ServiceError
 from winemeup.schema import quality_grade
 
@@ -53,7 +53,14 @@ _INTERVAL_METADATA = [
 
 
 def match(path: str) -> tuple[str, dict[str, str]] | None:
-    """The route template of a ``/v2`` path and its parameters, or None."""
+    """The route template of a ``/v2`` path and its parameters (a fresh dict), or None."""
+    found = _match(path)
+    return None if found is None else (found[0], dict(found[1]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _match(path: str) -> tuple[str, dict[str, str]] | None:
+    # Clients call few paths, over and over: each is split once (bounded by the cache).
     parts = path.rstrip("/").split("/")[1:] if path != "/" else []
     if parts == ["v2"]:
         return "/v2", {}

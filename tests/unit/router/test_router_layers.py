@@ -17,6 +17,7 @@ LAYERS = [
     "auth",
     "validation",
     "oip",
+    "oip_encode",
     "policies",
     "rollout_figures",
     "rollout",
@@ -97,8 +98,8 @@ def test_the_registry_knows_no_http_redis_or_cache_keys() -> None:
 
 
 CODECS = ("v1", "v2")
-CODEC_MAY_IMPORT = {"dataplane", "http", "validation", "oip"}
-"""The data plane's interface, the HTTP primitives and the pure decoding of each protocol."""
+CODEC_MAY_IMPORT = {"dataplane", "http", "validation", "oip", "oip_encode"}
+"""The data plane's interface, the HTTP primitives and the pure decoding and encoding of each protocol."""
 
 
 def test_the_codecs_reach_models_only_through_the_data_plane() -> None:

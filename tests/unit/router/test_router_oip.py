@@ -14,7 +14,8 @@ import orjson
 import pytest
 import tritonclient.http as triton
 
-from services.router.oip import ProtocolError, encode_infer, model_metadata, parse_infer
+from services.router.oip import ProtocolError, parse_infer
+from services.router.oip_encode import encode_infer, model_metadata
 from winemeup.schema import SCHEMA
 
 EXAMPLE = SCHEMA.example()
@@ -144,6 +145,11 @@ BAD = [
         id="parameters-not-an-object",
     ),
     pytest.param(
+        _raw(_columns_json(), outputs=[{"name": "score", "parameters": "binary"}]),
+        "outputs[0]: 'parameters' must be an object",
+        id="output-parameters-not-an-object",
+    ),
+    pytest.param(
         _raw([*_columns_json()[:10], {**_columns_json()[10], "data": [True]}, _columns_json()[11]]),
         "input 'alcohol' row 0: must be a number, got True",
         id="boolean-number",
@@ -222,10 +228,45 @@ def test_one_wine_fast_path_agrees_with_the_general_decoder() -> None:
         try:
             want = _general_rows(body)
         except ProtocolError as e:
-            with pytest.raises(ProtocolError) as caught:
-                parse_infer(body)
-            assert caught.value.message == e.message
+            expected = e.message
+        else:
+            np.testing.assert_array_equal(parse_infer(body).rows, want)
+            checked += 1
             continue
-        np.testing.assert_array_equal(parse_infer(body).rows, want)
-        checked += 1
+        with pytest.raises(ProtocolError) as caught:
+            parse_infer(body)
+        assert caught.value.message == expected
     assert checked > 100, checked  # enough valid wines reached the shortcut
+
+
+def test_one_binary_row_fast_path_agrees_with_the_general_decoder() -> None:
+    """One FP64 ``features`` row as binary data takes a shortcut: same rows, same errors."""
+    from services.router import oip
+
+    rng = np.random.default_rng(22)
+    lows = np.array([f.minimum for f in SCHEMA.features])
+    highs = np.array([f.maximum for f in SCHEMA.features])
+    checked = 0
+    for _ in range(1000):
+        row = rng.uniform(lows - 0.03 * (highs - lows), highs + 0.03 * (highs - lows))
+        row[SCHEMA.names.index("wine_type")] = rng.choice([0.0, 1.0, 0.5, 2.0], p=[0.45, 0.45, 0.05, 0.05])
+        if rng.random() < 0.02:
+            row[3] = np.nan
+        blob = row.astype("<f8").tobytes()
+        head = orjson.dumps(
+            {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 12],
+                         "parameters": {"binary_data_size": len(blob)}}]}
+        )  # fmt: skip
+        try:
+            want = oip._matrix(oip._tensors(orjson.loads(head)["inputs"], blob))
+            oip._check_values(want, matrix=True)
+        except ProtocolError as e:
+            expected = e.message
+        else:
+            np.testing.assert_array_equal(parse_infer(head + blob, str(len(head))).rows, want)
+            checked += 1
+            continue
+        with pytest.raises(ProtocolError) as caught:
+            parse_infer(head + blob, str(len(head)))
+        assert caught.value.message == expected
+    assert checked > 100, checked
