@@ -35,11 +35,23 @@ class ProcessFailedError(RuntimeError):
     """A child exited, or did not become ready in time; the message carries its log tail."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on right now (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on ``host`` that nothing listens on right now (bind to port 0).
+
+    Never the same port twice in one process: callers often pick several ports before starting
+    anything, and the kernel may hand out a port again while its first taker has not bound it.
+    """
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free TCP port that this process has not handed out already")
 
 
 def redis_server_argv(port: int, *extra: str, binary: str = "redis-server") -> list[str]:
