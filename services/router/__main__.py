@@ -43,6 +43,8 @@ def main() -> int:
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        # No client address is read (keys, not addresses, are what is limited): skip rewriting it.
+        proxy_headers=False,
         access_log=False,
         server_header=False,
         date_header=False,

@@ -44,6 +44,9 @@ from winemeup.schema import FieldError
 
 __all__ = ["DataPlane", "ExplainedRows", "Labels", "Limits", "ModelView", "Prediction"]
 
+_NO_ROWS = np.empty((0, 0))
+"""The rows passed on when no interval is asked: only intervals read them."""
+
 
 @dataclass(slots=True)
 class Labels:
@@ -330,7 +333,8 @@ class DataPlane:
         routed = await self.traffic.predict_one(model, row)
         if routed.model != model.name:  # a canary split chose another model: label by it
             labels.model, labels.placement = routed.model, self.registry.resolve(routed.model).placement
-        prediction = await self._finish(model, routed, level, np.array((row,), dtype=np.float64))
+        rows = np.array((row,), dtype=np.float64) if level is not None else _NO_ROWS  # for intervals only
+        prediction = await self._finish(model, routed, level, rows)
         self.drift.add(row)
         return prediction
 
