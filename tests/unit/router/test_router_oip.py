@@ -214,7 +214,7 @@ def test_one_wine_fast_path_agrees_with_the_general_decoder() -> None:
     rng = np.random.default_rng(21)
     checked = 0
     for _ in range(1000):
-        wine = {
+        wine: dict[str, Any] = {
             f.name: (
                 str(rng.choice(["red", "white", "rose"]))
                 if f.kind == "category"
