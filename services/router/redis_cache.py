@@ -58,7 +58,7 @@ class RedisCache(PredictionCache):
     Lookups and writes of up to ``BULK_MIN_KEYS`` keys go through one pipelined connection
     (:class:`RespClient`): profiled under 4 concurrent misses, redis-py's asyncio client
     (packing, the pool, the retry wrapper, stream readers) cost about a quarter of the
-    router's CPU per miss. Larger batches and PING stay on redis-py's pools.
+    router's CPU per miss. Larger batches stay on redis-py's pool.
     """
 
     backend = "redis"
@@ -80,9 +80,6 @@ class RedisCache(PredictionCache):
         self.backoff = backoff_seconds
         self.timeout = timeout_seconds
         self.resp = RespClient(url, timeout_seconds, password=password, tls_ca_file=tls_ca_file)
-        self.client = redis_client(
-            url, timeout_seconds, password=password, tls_ca_file=tls_ca_file, max_connections=max_connections
-        )
         # Batch commands (MGET of thousands of keys, the batch store) get their own pool with
         # a longer read deadline, so one large batch cannot trip the back-off for everyone.
         self.bulk = redis_client(
@@ -229,14 +226,13 @@ class RedisCache(PredictionCache):
     async def ping(self) -> bool:
         """True when Redis answers now (for /readyz detail; never raises)."""
         try:
-            return bool(await self.client.ping())
+            return bool(await self.resp.command("PING") == b"PONG")
         except Exception:
             return False
 
     async def close(self) -> None:
         try:
             await self.resp.close()
-            await self.client.aclose()
             await self.bulk.aclose()
         except Exception as e:  # closing a broken connection must not fail shutdown
             logger.debug("closing redis: %s", e)

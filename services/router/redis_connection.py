@@ -6,6 +6,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 
+def connect_deadline(timeout_seconds: float, connect_timeout_seconds: float | None, tls: bool) -> float:
+    """Seconds a connect may take: ``connect_timeout_seconds`` (else the command deadline), with
+    a floor of 0.5 s for TLS, whose handshake to a managed Redis takes a few round trips."""
+    connect = connect_timeout_seconds if connect_timeout_seconds is not None else timeout_seconds
+    return max(connect, 0.5) if tls else connect
+
+
 def redis_client(
     url: str,
     timeout_seconds: float,
@@ -29,12 +36,11 @@ def redis_client(
     tls = url.startswith("rediss://")
     if tls and tls_ca_file:
         options["ssl_ca_certs"] = tls_ca_file
-    connect = connect_timeout_seconds if connect_timeout_seconds is not None else timeout_seconds
     pool = redis.ConnectionPool.from_url(
         url,
         max_connections=max_connections,
         socket_timeout=timeout_seconds,
-        socket_connect_timeout=max(connect, 0.5) if tls else connect,
+        socket_connect_timeout=connect_deadline(timeout_seconds, connect_timeout_seconds, tls),
         health_check_interval=0,
         **options,
     )

@@ -20,6 +20,8 @@ from typing import Any
 
 import hiredis
 
+from services.router.redis_connection import connect_deadline
+
 _CRLF = b"\r\n"
 # Error replies to AUTH (or to a command before it) that mean the credentials are wrong or missing.
 _AUTH_REFUSALS = ("WRONGPASS", "NOAUTH", "ERR invalid password", "ERR AUTH", "ERR invalid username")
@@ -196,8 +198,8 @@ class RespClient:
         self._ssl: ssl.SSLContext | None = None
         if options.get("connection_class") is SSLConnection:
             self._ssl = _ssl_context(options, tls_ca_file)
-        connect = connect_timeout_seconds if connect_timeout_seconds is not None else timeout_seconds
-        self.connect_timeout = max(connect, 0.5) if self._ssl is not None else connect
+        tls = self._ssl is not None
+        self.connect_timeout = connect_deadline(timeout_seconds, connect_timeout_seconds, tls)
         self._handshake: list[bytes] = []
         secret = options.get("password") or password
         username = options.get("username")
