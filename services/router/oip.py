@@ -45,7 +45,6 @@ _WIDTH = len(_NAMES)
 _WINE_TYPE = _NAMES.index("wine_type")
 _LOWS = np.array([f.minimum for f in SCHEMA.features])
 _HIGHS = np.array([f.maximum for f in SCHEMA.features])
-_LOW_LIST, _HIGH_LIST = _LOWS.tolist(), _HIGHS.tolist()
 _ROW = struct.Struct(f"<{len(SCHEMA)}d")
 _ROW_BYTES = _ROW.size
 # The datatype each feature's tensor has in the column layout: BYTES for categories.
@@ -171,17 +170,8 @@ def _one_valid_binary_row(inputs: list[Any], binary: bytes) -> np.ndarray | None
     except (KeyError, TypeError):
         return None
     row = list(_ROW.unpack(binary))
-    code = row[_WINE_TYPE]
-    if code != 0.0 and code != 1.0:
-        return None
-    row[_WINE_TYPE] = 1.0 - code  # the protocol's 0 (red) is the model's 1
-    for value, low, high in zip(row, _LOW_LIST, _HIGH_LIST, strict=True):
-        if not low <= value <= high:  # NaN fails too
-            return None
-    for a, b in _PAIRS:
-        if row[a] > row[b]:
-            return None
-    return np.array((row,), dtype=np.float64)
+    row[_WINE_TYPE] = 1.0 - row[_WINE_TYPE]  # the protocol's 0 (red) is the model's 1
+    return np.array((row,), dtype=np.float64) if SCHEMA.row_valid(row) else None
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:

@@ -272,9 +272,11 @@ def test_an_explain_flood_gets_429_while_predictions_keep_their_latency(
     assert set(statuses) <= {200, 429, 503}, statuses
     assert retry_after == {str(int(EXPLAIN_TIMEOUT))}, retry_after
     quiet_p99, busy_p99 = np.percentile(quiet, 99), np.percentile(busy, 99)
-    # Measured here: p99 1.5-6 ms quiet, about 6 ms during the flood with the explainer in its
-    # own niced process; 83-233 ms when the explanations ran in a thread of the runner.
-    assert busy_p99 <= 5 * quiet_p99, (quiet_p99, busy_p99, statuses)
+    # Measured here: p99 1.0-6 ms quiet, 5-6 ms during the flood with the explainer in its own
+    # niced process; 83-233 ms when the explanations ran in a thread of the runner. The floor
+    # of 15 ms keeps a fast quiet run (1.0 ms since the binary route skips BentoML's stack) from
+    # failing on the flood's own cost in this process (four client threads share its GIL).
+    assert busy_p99 <= max(5 * quiet_p99, 0.015), (quiet_p99, busy_p99, statuses)
 
 
 def test_a_ready_runner_explains_at_once(fleet: RunnerFleet, client: httpx.Client) -> None:

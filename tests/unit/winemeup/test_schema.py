@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from winemeup.schema import SCHEMA, FieldError, SchemaError, quality_grade
@@ -124,3 +125,34 @@ def test_quality_grade_rounds_half_up_and_clamps(score: float, grade: int) -> No
 def test_quality_grade_rejects_non_finite_scores() -> None:
     with pytest.raises(ValueError, match="not finite"):
         quality_grade(float("nan"))
+
+
+def test_row_valid_agrees_with_check_on_random_rows() -> None:
+    """The hot paths' cheap yes (runner batches, /v1 and /v2 single rows) never accepts a row
+    the full check rejects, and accepts every valid one."""
+    rng = np.random.default_rng(7)
+    lows = np.array([f.minimum for f in SCHEMA.features])
+    highs = np.array([f.maximum for f in SCHEMA.features])
+    span = highs - lows
+    accepted = rejected = 0
+    for _ in range(2000):
+        row = (lows - 0.05 * span + rng.random(len(SCHEMA)) * 1.1 * span).tolist()
+        row[-1] = float(rng.choice([0.0, 1.0, 0.5, 2.0]))
+        if rng.random() < 0.05:
+            row[int(rng.integers(len(row)))] = float(rng.choice([math.nan, math.inf, -math.inf]))
+        instance = dict(zip(SCHEMA.names, row, strict=True))
+        instance["wine_type"] = {1.0: "red", 0.0: "white"}.get(row[-1], "rosé")
+        _, errors = SCHEMA.check(instance)
+        assert SCHEMA.row_valid(row) is not errors, (row, errors)
+        accepted += not errors
+        rejected += bool(errors)
+    assert accepted > 50 and rejected > 50, (accepted, rejected)
+
+
+def test_row_valid_refuses_a_row_of_the_wrong_length_and_a_broken_pair() -> None:
+    row = SCHEMA.encode(SCHEMA.example())
+    assert SCHEMA.row_valid(row)
+    assert not SCHEMA.row_valid(row[:-1]) and not SCHEMA.row_valid([*row, 0.0])
+    free, total = SCHEMA.names.index("free_sulfur_dioxide"), SCHEMA.names.index("total_sulfur_dioxide")
+    row[free] = row[total] + 1
+    assert not SCHEMA.row_valid(row)
