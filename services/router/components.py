@@ -26,7 +26,7 @@ from services.router.redis_connection import redis_client
 from services.router.redis_records import RedisRecords
 from services.router.registry import ModelRegistry
 from services.router.rollout_build import build_rollouts
-from services.router.runner_http import connections_of
+from services.router.runner_http import RunnerConnections, RunnerTransport
 from services.router.runner_session import RecyclingSession
 from services.router.runners import RunnerClient, RunnerModel
 from services.router.settings import RouterSettings
@@ -97,7 +97,7 @@ def _runner_session() -> Any:
     )
 
 
-def build_models(s: RouterSettings, session: Any) -> list[ServedModel]:
+def build_models(s: RouterSettings, transport: RunnerTransport) -> list[ServedModel]:
     """One served model per configured name, inline or behind its runner."""
     models: list[ServedModel] = []
     loader = functools.partial(
@@ -106,7 +106,7 @@ def build_models(s: RouterSettings, session: Any) -> list[ServedModel]:
     for name in s.models:
         if s.placement_of(name) == "runner":
             client = RunnerClient(
-                session, s.runner_urls[name], s.runner_timeout_seconds, _secret(s.runner_token)
+                transport, s.runner_urls[name], s.runner_timeout_seconds, _secret(s.runner_token)
             )
             models.append(
                 RunnerModel(
@@ -132,9 +132,9 @@ def build_models(s: RouterSettings, session: Any) -> list[ServedModel]:
     return models
 
 
-def served_models(s: RouterSettings, session: Any) -> list[ServedModel]:
+def served_models(s: RouterSettings, transport: RunnerTransport) -> list[ServedModel]:
     """The configured models, then the ensembles of them the settings declare."""
-    models = build_models(s, session)
+    models = build_models(s, transport)
     try:
         return [*models, *build_ensembles(s.ensembles, models)]
     except PolicyError as e:
@@ -147,15 +147,15 @@ def build(s: RouterSettings) -> DataPlane:
     Nothing here needs a running event loop (the runner session opens on first use), so the
     application is complete from its construction; ``DataPlane.start`` starts the background work.
     """
-    session = None
-    candidate_runners = any(c.get("url") for c in s.candidates.values())
-    if candidate_runners or any(s.placement_of(m) == "runner" for m in s.models):
-        # Renewed by age so that runner pods added by a scale-out get connections too.
-        session = RecyclingSession(
+    # Opens on first use; renewed by age so that runner pods added by a scale-out get connections too.
+    transport = RunnerTransport(
+        RecyclingSession(
             _runner_session, s.runner_connection_max_age_seconds, s.runner_timeout_seconds + 1.0
-        )
+        ),
+        RunnerConnections(s.runner_connection_max_age_seconds),
+    )
     records = build_shared_records(s)
-    registry = ModelRegistry(served_models(s, session), s.default_model, records)
+    registry = ModelRegistry(served_models(s, transport), s.default_model, records)
     cache = build_cache(s)
     predictor = Predictor(cache)
     traffic = Traffic(registry, predictor, {"splits": s.splits, "shadows": s.shadows}, s.shadow_max_inflight)
@@ -169,8 +169,8 @@ def build(s: RouterSettings) -> DataPlane:
         DriftMonitor(s.drift_window_rows, s.drift_interval_seconds, s.drift_psi_threshold, s.drift_enabled),
         RecordPoller(records, s.default_sync_seconds),
         Limits(s.batch_max_rows, s.explain_max_rows, s.explain_max_inflight, s.explain_retry_seconds),
-        build_rollouts(s, registry.names, registry.get, predictor, records, session),
-        closers=[session.close, connections_of(session).close] if session is not None else [],
+        build_rollouts(s, registry.names, registry.get, predictor, records, transport),
+        closers=[transport.close],
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 from services.router import metrics
 from services.router.models import InlineModel, ServedModel
@@ -12,20 +11,21 @@ from services.router.predictor import Predictor
 from services.router.rollout_figures import FigureStore, MemoryFigures
 from services.router.rollout_redis import RedisFigures
 from services.router.rollout_serving import Rollouts
+from services.router.runner_http import RunnerTransport
 from services.router.runners import RunnerClient, RunnerModel
 from services.router.settings import RouterSettings
 from services.router.shared_state import SharedRecords
 from winemeup.runtimes import load_runtime
 
 
-def build_candidates(s: RouterSettings, session: Any) -> dict[str, ServedModel]:
+def build_candidates(s: RouterSettings, transport: RunnerTransport) -> dict[str, ServedModel]:
     """The candidate version of each model the settings name: behind its runner, or inline."""
     token = s.runner_token.get_secret_value() if s.runner_token is not None else None
     candidates: dict[str, ServedModel] = {}
     for name, spec in s.candidates.items():
         model: ServedModel
         if spec.get("url"):
-            client = RunnerClient(session, spec["url"], s.runner_timeout_seconds, token)
+            client = RunnerClient(transport, spec["url"], s.runner_timeout_seconds, token)
             model = RunnerModel(
                 name,
                 client,
@@ -58,7 +58,7 @@ def build_candidates(s: RouterSettings, session: Any) -> dict[str, ServedModel]:
 
 def build_rollouts(
     s: RouterSettings, names: list[str], stable: Callable[[str], ServedModel | None], predictor: Predictor,
-    records: SharedRecords, session: Any,
+    records: SharedRecords, transport: RunnerTransport,
 ) -> Rollouts:  # fmt: skip
     """The rollouts the settings configure, with their candidates, sharing figures like ``records``."""
     figures: FigureStore = MemoryFigures()
@@ -68,7 +68,7 @@ def build_rollouts(
     return Rollouts(
         names,
         stable,
-        build_candidates(s, session),
+        build_candidates(s, transport),
         {name: spec["version"] for name, spec in s.candidates.items()},
         predictor,
         records,

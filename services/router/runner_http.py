@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import weakref
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -283,22 +283,18 @@ class RunnerConnections:
             pool.close()
 
 
-_BY_SESSION: weakref.WeakKeyDictionary[Any, RunnerConnections] = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class RunnerTransport:
+    """What the runner clients of one router share, closed together at shutdown: aiohttp's
+    ``session`` for metadata and readiness calls, and the keep-alive ``connections`` (one pool
+    per runner origin) for predictions."""
 
+    session: Any
+    connections: RunnerConnections
 
-def connections_of(session: Any) -> RunnerConnections:
-    """The pools that go with the router's runner ``session`` (its ``max_age`` if it has one).
-
-    Closing the router closes the session and, through this, the pools (components.py).
-    """
-    try:
-        connections = _BY_SESSION.get(session)
-    except TypeError:  # no weak reference to it (None): pools of their own, closed with their loop
-        return RunnerConnections()
-    if connections is None:
-        connections = RunnerConnections(float(getattr(session, "max_age", 0.0) or 0.0))
-        _BY_SESSION[session] = connections
-    return connections
+    async def close(self) -> None:
+        await self.session.close()
+        await self.connections.close()
 
 
 class BinaryPost:

@@ -1,7 +1,7 @@
 """Models behind a runner (HTTP): the runner client, micro-batching, and the served model.
 
-:class:`RunnerModel` calls a runner over a pooled keep-alive aiohttp session. Concurrent
-misses are gathered into one ``/binary/predict`` call by a :class:`MicroBatcher`. A call the
+:class:`RunnerModel` calls a runner through a :class:`RunnerClient`. Concurrent misses are
+gathered into one ``/binary/predict`` call by a :class:`MicroBatcher`. A call the
 runner cannot answer (connection refused, 5xx, a slow small call) marks the model unavailable
 at once, so later requests get a 503 without waiting; a background probe of ``/readyz`` marks
 it ready again and refreshes its version. A runner's 4xx is the rows' fault: it is that
@@ -21,6 +21,7 @@ import orjson
 
 from services.router import metrics, runner_http
 from services.router.models import READY, UNAVAILABLE, InsightFiles, ServedModel
+from services.router.runner_http import RunnerTransport
 from winemeup.errors import (
     MalformedRequest,
     ModelUnavailable,
@@ -70,27 +71,24 @@ RUNNER_TOKEN_HEADER = "X-WineMeUp-Runner-Token"
 
 
 class RunnerClient:
-    """HTTP client of one runner: ``predict`` over the pools of ``runner_http``, the rest over ``session``."""
+    """HTTP client of one runner: ``predict`` over the transport's pools, the rest over its session."""
 
-    def __init__(self, session: Any, base_url: str, timeout_seconds: float, token: str | None = None):
+    def __init__(self, transport: RunnerTransport, base_url: str, timeout: float, token: str | None = None):
         import aiohttp
 
-        self.session = session
+        self.session = transport.session
         self.base_url = base_url.rstrip("/")
-        self._predict_url = self.base_url + "/binary/predict"
-        self._metadata_url = self.base_url + "/metadata"
-        self._readyz_url = self.base_url + "/readyz"
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         credential = {RUNNER_TOKEN_HEADER: token} if token else {}
         self._headers = {"Content-Type": "application/json", **credential}
         self._get_headers = credential
         binary_headers = {"Content-Type": "application/octet-stream", **credential}
         self._predict = runner_http.BinaryPost(
-            runner_http.connections_of(session),
+            transport.connections,
             self.base_url,
             "/binary/predict",
             binary_headers,
-            timeout_seconds,
+            timeout,
         )
 
     def _refusal(self, url: str, status: int, body: bytes) -> Exception:
@@ -138,7 +136,7 @@ class RunnerClient:
                 f"runner unreachable ({type(e).__name__})", detail=f"{type(e).__name__}: {e}"
             ) from e
         if answer.status != 200:
-            raise self._refusal(self._predict_url, answer.status, answer.body)
+            raise self._refusal(self.base_url + "/binary/predict", answer.status, answer.body)
         body, version = answer.body, answer.version
         if not version or len(body) != 8 * matrix.shape[0]:
             raise RunnerUnreachable(
@@ -148,7 +146,7 @@ class RunnerClient:
 
     async def metadata(self) -> dict[str, Any]:
         """``POST /metadata {}`` -> name, version, framework, labels, metadata."""
-        answer = await self._post_json(self._metadata_url, b"{}")
+        answer = await self._post_json(self.base_url + "/metadata", b"{}")
         if not isinstance(answer, dict) or "version" not in answer:
             raise RunnerUnreachable("runner metadata lacks a version")
         return answer
@@ -186,7 +184,7 @@ class RunnerClient:
 
         try:
             async with self.session.get(
-                self._readyz_url, headers=self._get_headers, timeout=self._timeout
+                self.base_url + "/readyz", headers=self._get_headers, timeout=self._timeout
             ) as resp:
                 await resp.read()
                 return resp.status == 200

@@ -17,7 +17,13 @@ import pytest
 from aiohttp import web
 
 from services.router.models import READY, UNAVAILABLE
-from services.router.runners import RUNNER_TOKEN_HEADER, MicroBatcher, RunnerClient, RunnerModel
+from services.router.runner_http import RunnerConnections, RunnerTransport
+from services.router.runners import (
+    RUNNER_TOKEN_HEADER,
+    MicroBatcher,
+    RunnerClient,
+    RunnerModel,
+)
 from winemeup.errors import ModelUnavailable, PayloadTooLarge, ServiceError
 from winemeup.schema import SCHEMA
 
@@ -71,7 +77,8 @@ async def _with_runner(test: Callable[[str, list[dict[str, str]]], Awaitable[Non
 
 
 def _model(session: Any, url: str, token: str | None) -> RunnerModel:
-    return RunnerModel("m", RunnerClient(session, url, 2.0, token), 60.0, 256, 0.0, 2)
+    client = RunnerClient(RunnerTransport(session, RunnerConnections()), url, 2.0, token)
+    return RunnerModel("m", client, 60.0, 256, 0.0, 2)
 
 
 def test_every_call_carries_the_token_and_a_4xx_leaves_the_model_ready() -> None:

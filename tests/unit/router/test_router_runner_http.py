@@ -19,9 +19,14 @@ import pytest
 import uvicorn
 import uvloop
 
-from services.router.runner_http import connections_of
+from services.router.runner_http import RunnerConnections, RunnerTransport
 from services.router.runner_session import RecyclingSession
-from services.router.runners import RUNNER_TOKEN_HEADER, RunnerClient, RunnerRefused, RunnerUnreachable
+from services.router.runners import (
+    RUNNER_TOKEN_HEADER,
+    RunnerClient,
+    RunnerRefused,
+    RunnerUnreachable,
+)
 from winemeup.schema import SCHEMA
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -113,9 +118,10 @@ def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[None]], None]:
     return _asyncio_run if request.param == "asyncio" else _uvloop_run
 
 
-def _client(url: str, max_age: float = 0.0) -> tuple[RunnerClient, Any]:
-    session = RecyclingSession(lambda: None, max_age, 1.0)  # predict never opens the aiohttp session
-    return RunnerClient(session, url, TIMEOUT, TOKEN), session
+def _client(url: str, max_age: float = 0.0) -> tuple[RunnerClient, RunnerTransport]:
+    # predict never opens the aiohttp session
+    transport = RunnerTransport(RecyclingSession(lambda: None, max_age, 1.0), RunnerConnections(max_age))
+    return RunnerClient(transport, url, TIMEOUT, TOKEN), transport
 
 
 async def _predict_ok(client: RunnerClient) -> None:
@@ -126,7 +132,7 @@ async def _predict_ok(client: RunnerClient) -> None:
 def test_sequential_calls_share_one_kept_alive_connection(run: Callable[[Awaitable[None]], None]) -> None:
     async def scenario() -> None:
         async with Runner() as runner:
-            client, session = _client(runner.url)
+            client, transport = _client(runner.url)
             for _ in range(20):
                 await _predict_ok(client)
             assert runner.accepted == 1
@@ -136,7 +142,7 @@ def test_sequential_calls_share_one_kept_alive_connection(run: Callable[[Awaitab
             assert first[RUNNER_TOKEN_HEADER.lower()] == TOKEN
             assert first["content-type"] == "application/octet-stream"
             assert first["content-length"] == str(ROWS.size * 8)
-            await connections_of(session).close()
+            await transport.connections.close()
             await asyncio.sleep(0.05)
             assert runner.ended == 1  # close() closed the pooled connection
 
@@ -148,13 +154,13 @@ def test_a_connection_closed_while_idle_is_retried_once_on_a_new_one(
 ) -> None:
     async def scenario() -> None:
         async with Runner() as runner:
-            client, session = _client(runner.url)
+            client, transport = _client(runner.url)
             runner.behaviour = "drop-second"  # closes a kept-alive connection as its next request arrives
             for _ in range(3):
                 await _predict_ok(client)
             assert runner.accepted == 3  # each reused connection failed once, each retry a new one
             runner.behaviour = "drop"  # a new connection that fails is not retried
-            await connections_of(session).close()
+            await transport.connections.close()
             with pytest.raises(RunnerUnreachable) as failed:
                 await client.predict(ROWS)
             assert str(failed.value) == "runner unreachable (ConnectionLost)" and not failed.value.timeout
@@ -168,14 +174,14 @@ def test_a_runner_that_closes_idle_connections_costs_no_failed_call(
 ) -> None:
     async def scenario() -> None:
         async with Runner() as runner:
-            client, session = _client(runner.url)
+            client, transport = _client(runner.url)
             runner.behaviour = "close-idle"  # closes each connection once it answered, as if timed out
             for _ in range(5):
                 await _predict_ok(client)  # the closed connection is seen, or its request retried
             await asyncio.sleep(0.05)
             await _predict_ok(client)
             assert runner.accepted == 6
-            await connections_of(session).close()
+            await transport.connections.close()
 
     run(scenario())
 
@@ -185,7 +191,7 @@ def test_a_missed_deadline_raises_a_timeout_and_the_connection_is_not_reused(
 ) -> None:
     async def scenario() -> None:
         async with Runner() as runner:
-            client, session = _client(runner.url)
+            client, transport = _client(runner.url)
             runner.behaviour = "slow"
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -198,7 +204,7 @@ def test_a_missed_deadline_raises_a_timeout_and_the_connection_is_not_reused(
             runner.behaviour = "ok"
             await _predict_ok(client)
             assert runner.accepted == 2
-            await connections_of(session).close()
+            await transport.connections.close()
 
     run(scenario())
 
@@ -206,7 +212,7 @@ def test_a_missed_deadline_raises_a_timeout_and_the_connection_is_not_reused(
 def test_answers_other_than_200_map_to_refused_or_unreachable(run: Callable[[Awaitable[None]], None]) -> None:
     async def scenario() -> None:
         async with Runner() as runner:
-            client, session = _client(runner.url)
+            client, transport = _client(runner.url)
             for status in ("400", "413", "422"):
                 runner.behaviour = status
                 with pytest.raises(RunnerRefused) as refused:
@@ -219,7 +225,7 @@ def test_answers_other_than_200_map_to_refused_or_unreachable(run: Callable[[Awa
                 assert str(failed.value) == f"runner answered HTTP {status}" and not failed.value.timeout
                 assert "Traceback" in failed.value.detail and "Traceback" not in str(failed.value)
             assert runner.accepted == 1  # every answer was complete and kept alive
-            await connections_of(session).close()
+            await transport.connections.close()
 
     run(scenario())
 
@@ -227,7 +233,7 @@ def test_answers_other_than_200_map_to_refused_or_unreachable(run: Callable[[Awa
 def test_chunked_answers_and_connection_close(run: Callable[[Awaitable[None]], None]) -> None:
     async def scenario() -> None:
         async with Runner() as runner:
-            client, session = _client(runner.url)
+            client, transport = _client(runner.url)
             runner.behaviour = "chunked"
             await _predict_ok(client)
             await _predict_ok(client)
@@ -239,7 +245,7 @@ def test_chunked_answers_and_connection_close(run: Callable[[Awaitable[None]], N
             runner.behaviour = "ok"
             await _predict_ok(client)
             assert runner.accepted == 3
-            await connections_of(session).close()
+            await transport.connections.close()
 
     run(scenario())
 
@@ -250,7 +256,7 @@ def test_no_runner_and_a_cut_answer_are_unreachable_not_timeouts(
     async def scenario() -> None:
         async with Runner() as runner:
             url = runner.url
-            client, session = _client(url)
+            client, transport = _client(url)
             runner.behaviour = "partial"
             with pytest.raises(RunnerUnreachable) as cut:
                 await client.predict(ROWS)
@@ -260,7 +266,7 @@ def test_no_runner_and_a_cut_answer_are_unreachable_not_timeouts(
             await client.predict(ROWS)
         assert str(refused.value) == "runner unreachable (ConnectionRefusedError)"
         assert not refused.value.timeout and "127.0.0.1" not in str(refused.value)
-        await connections_of(session).close()
+        await transport.connections.close()
 
     run(scenario())
 
@@ -268,14 +274,14 @@ def test_no_runner_and_a_cut_answer_are_unreachable_not_timeouts(
 def test_connections_older_than_the_maximum_age_are_replaced(run: Callable[[Awaitable[None]], None]) -> None:
     async def scenario() -> None:
         async with Runner() as runner:
-            client, session = _client(runner.url, max_age=0.2)
+            client, transport = _client(runner.url, max_age=0.2)
             await _predict_ok(client)
             await _predict_ok(client)
             assert runner.accepted == 1
             await asyncio.sleep(0.25)
             await _predict_ok(client)
             assert runner.accepted == 2  # a new connection, which a Service may send to a new pod
-            await connections_of(session).close()
+            await transport.connections.close()
 
     run(scenario())
 
@@ -313,7 +319,7 @@ def test_a_uvicorn_runner_closing_idle_connections_fails_no_call() -> None:
         listening = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog
         port = listening.getsockname()[1]
         serving = asyncio.ensure_future(server.serve(sockets=[listening]))
-        client, session = _client(f"http://127.0.0.1:{port}")
+        client, transport = _client(f"http://127.0.0.1:{port}")
         try:
             for _ in range(3):
                 await _predict_ok(client)
@@ -322,7 +328,7 @@ def test_a_uvicorn_runner_closing_idle_connections_fails_no_call() -> None:
                 await _predict_ok(client)
             assert len(set(peers[:3])) == 1 and len(set(peers[3:])) == 1 and peers[0] != peers[3]
         finally:
-            await connections_of(session).close()
+            await transport.connections.close()
             server.should_exit = True
             await serving
 
