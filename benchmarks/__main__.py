@@ -31,6 +31,7 @@ from benchmarks.load import (
     Result,
     batch_json,
     features_json,
+    interleaved,
     measure,
     predict_body,
     v2_binary_pool,
@@ -112,29 +113,38 @@ class Runner:
         self.urls = servers.urls
 
     def _measure(self, url: str, body: str, *, api_key: str = "", connections: int = 0, rows: int = 1,
-                 seconds: int = 0) -> Result:  # fmt: skip
+                 seconds: int = 0, warm: bool = True) -> Result:  # fmt: skip
         s = self.settings
         return measure(
             url,
             body,
             seconds=seconds or s.duration_seconds,
-            warmup_seconds=s.warmup_seconds,
+            warmup_seconds=s.warmup_seconds if warm else 0,
             connections=connections or s.connections,
             api_key=api_key,
             rows=rows,
         )
 
-    def _baseline_miss(self, seconds: int = 0) -> Result:
-        return self._measure(self.urls["fastapi"] + "/predict", features_json(vary=True), seconds=seconds)
+    def _baseline_miss(self, seconds: int = 0, warm: bool = True) -> Result:
+        return self._measure(
+            self.urls["fastapi"] + "/predict", features_json(vary=True), seconds=seconds, warm=warm
+        )
 
     def default_model(self) -> list[Scenario]:
         """The default model (LightGBM): hits, misses inline and via runner, a 1,000-row batch."""
         inline, routed = self.urls["inline"] + "/v1/predict", self.urls["routed"] + "/v1/predict"
         hit, miss = predict_body("lightgbm", vary=False), predict_body("lightgbm", vary=True)
         out = []
-        logger.info("default model: cache hits")
-        ours = self._measure(inline, hit, api_key=self.key)
-        base = self._measure(self.urls["fastapi"] + "/predict", features_json(vary=False))
+        logger.info("default model: cache hits, taking turns with the seed's")
+        seed_hit = features_json(vary=False)
+        turns = interleaved(
+            {
+                "ours": lambda r: self._measure(inline, hit, api_key=self.key, warm=r == 0),
+                "seed": lambda r: self._measure(self.urls["fastapi"] + "/predict", seed_hit, warm=r == 0),
+            },
+            self.settings.rounds,
+        )
+        ours, base = turns["ours"], turns["seed"]
         out.append(_scenario("cache hit (Redis), inline", ours, "seed: FastAPI + Redis", base, 8.0, 2.0))
         logger.info("default model: inline misses")
         ours, base = self._measure(inline, miss, api_key=self.key), self._baseline_miss()
@@ -158,9 +168,26 @@ class Runner:
         """V2 infer beside /v1, hits with the drift window on and off, a slow shadow on and off."""
         out = []
         inline = self.urls["inline"]
-        logger.info("V2 infer, JSON and binary tensors, beside /v1 of the same model")
-        v1 = self._measure(inline + "/v1/predict", predict_body("lightgbm", vary=True), api_key=self.key)
-        ours = self._measure(inline + "/v2/models/lightgbm/infer", v2_json_body(vary=True), api_key=self.key)
+        logger.info("V2 infer, JSON and binary tensors, taking turns with /v1 of the same model")
+        v1_body, json_body = predict_body("lightgbm", vary=True), v2_json_body(vary=True)
+        infer = inline + "/v2/models/lightgbm/infer"
+
+        def binary(round_: int) -> Result:  # a fresh pool each run: every request a new wine
+            header, pool = v2_binary_pool(200_000, seed=time.time_ns() % 2**31)
+            seconds = self.settings.duration_seconds
+            return wrk_pool(
+                infer, header, pool, api_key=self.key, connections=self.settings.connections, seconds=seconds
+            )
+
+        turns = interleaved(
+            {
+                "v1": lambda r: self._measure(inline + "/v1/predict", v1_body, api_key=self.key, warm=r == 0),
+                "json": lambda r: self._measure(infer, json_body, api_key=self.key, warm=r == 0),
+                "binary": binary,
+            },
+            self.settings.rounds,
+        )
+        v1, ours = turns["v1"], turns["json"]
         out.append(
             Scenario(
                 "V2 infer, JSON tensors, misses, inline",
@@ -171,15 +198,7 @@ class Runner:
                 ours.rps >= 0.9 * v1.rps,
             )
         )
-        header, pool = v2_binary_pool(200_000, seed=time.time_ns() % 2**31)
-        ours = wrk_pool(
-            inline + "/v2/models/lightgbm/infer",
-            header,
-            pool,
-            api_key=self.key,
-            connections=self.settings.connections,
-            seconds=self.settings.duration_seconds,
-        )
+        ours = turns["binary"]
         out.append(
             Scenario(
                 "V2 infer, binary tensors, misses, inline",
@@ -293,13 +312,22 @@ class Runner:
         return out
 
     def per_model(self, name: str, serving_path: str) -> ModelRow:
-        """One model inline and through its runner, the seed baseline measured right before."""
+        """One model inline, then through its runner taking turns with the seed baseline."""
         seconds = self.settings.model_duration_seconds
         body = predict_body(name, vary=True)
-        logger.info("model %s: baseline, inline, runner", name)
-        baseline = self._baseline_miss(seconds)
+        logger.info("model %s: inline, then runner and seed baseline taking turns", name)
         inline = self._measure(self.urls["inline"] + "/v1/predict", body, api_key=self.key, seconds=seconds)
-        runner = self._measure(self.urls["routed"] + "/v1/predict", body, api_key=self.key, seconds=seconds)
+        routed = self.urls["routed"] + "/v1/predict"
+        turns = interleaved(
+            {
+                "runner": lambda r: self._measure(
+                    routed, body, api_key=self.key, seconds=seconds, warm=r == 0
+                ),
+                "seed": lambda r: self._baseline_miss(seconds, warm=r == 0),
+            },
+            self.settings.rounds,
+        )
+        runner, baseline = turns["runner"], turns["seed"]
         timings = time_paths(name, self.servers.store, seed=time.time_ns() % 2**31)
         explain_ms, method = self._explain_latency(name)
         return ModelRow(name, serving_path, inline, runner, baseline, timings, explain_ms, method)

@@ -12,7 +12,8 @@ import os
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ class Result:
     rows_per_request: int = 1
     p999_ms: float = float("nan")
     """p99.9 (benchmarks/wrk/post.lua reports it; pool.lua does not)."""
+    runs: int = 1
+    """Runs this is the median of (:func:`interleaved`); 1 for a single run."""
 
     @property
     def rps(self) -> float:
@@ -190,6 +193,26 @@ def _result(figures: dict[str, Any], rows: int) -> Result:
         rows_per_request=rows,
         p999_ms=figures["p999_us"] / 1000 if "p999_us" in figures else float("nan"),
     )
+
+
+def interleaved(runs: Mapping[str, Callable[[int], Result]], rounds: int) -> dict[str, Result]:
+    """Each of ``runs`` ``rounds`` times, taking turns (a, b, a, b, ...), and of each its run
+    of median throughput (with that run's latencies).
+
+    A run gets its round's number, so that only the first one warms up. This machine's speed
+    drifts from one 10-second run to the next: the same router, load and code measured 4,187 to
+    5,533 req/s and 127 to 213 µs of CPU per request within minutes. Sides of a ratio that take
+    turns see the same drift, and the median drops a run that met an outlier.
+    """
+    results: dict[str, list[Result]] = {name: [] for name in runs}
+    for round_ in range(rounds):
+        for name, run in runs.items():
+            results[name].append(run(round_))
+    out = {}
+    for name, measured in results.items():
+        middle = sorted(measured, key=lambda r: r.rps)[len(measured) // 2]
+        out[name] = replace(middle, runs=len(measured))
+    return out
 
 
 def measure(

@@ -31,7 +31,10 @@ def context(run: BenchRun) -> str:
         f"run after {s.warmup_seconds} s warm-up ({s.model_duration_seconds} s in the per-model "
         f"table); every miss is a fresh random wine (11 measurements drawn per request, seeded per "
         f"run); all servers on loopback, one worker process each; a large batch may use "
-        f"{s.batch_threads} native threads in the router and the seed baseline alike."
+        f"{s.batch_threads} native threads in the router and the seed baseline alike. Both sides of "
+        f"the cache-hit, V2 and per-model runner ratios run {s.rounds} times, taking turns, and each "
+        "shows its run of median throughput: this machine's speed drifts by 10-25 % between "
+        "10-second runs, which single runs put straight into a ratio."
     )
 
 
@@ -191,11 +194,13 @@ def write_report(run: BenchRun, output: Path) -> str:
             "## Issue 21's goals, this run\n\n" + goals_table(run),
             "## The default model (LightGBM) against the baselines\n\n" + scenario_table(run),
             "## Every model: cache misses inline and through its runner, and predict time per path\n\n"
-            "Seed baseline: FastAPI + LightGBM's own predict in-process + Redis, measured again right "
-            "before each model. Predict times are medians in this process over fresh random rows (300 "
-            "single rows, ten 1,000-row batches), one thread. Explain: median of five `/v1/explain` calls "
-            "of fresh wines through the inline router, after a first call that loads the framework "
-            "(TreeSHAP for the trees, baseline Shapley values for the SVR).\n\n" + model_table(run),
+            "Seed baseline: FastAPI + LightGBM's own predict in-process + Redis, measured again for "
+            f"each model, taking turns with its runner ({run.settings.rounds} runs each, the median "
+            "shown); the inline column is one run. Predict times are medians in this process over "
+            "fresh random rows (300 single rows, ten 1,000-row batches), one thread. Explain: median "
+            "of five `/v1/explain` calls of fresh wines through the inline router, after a first call "
+            "that loads the framework (TreeSHAP for the trees, baseline Shapley values for the "
+            "SVR).\n\n" + model_table(run),
             "## Runner memory (RSS)\n\n"
             "`(no model)` is a runner whose store is empty: BentoML's arbiter and worker with our "
             "service code and nothing loaded — the part of every runner's memory that is BentoML's.\n\n"

@@ -33,6 +33,12 @@ class BenchSettings(BaseSettings):
     cpu_seconds: int = Field(
         10, gt=0, description="Length of the runs whose CPU time per request is read from /proc."
     )
+    rounds: int = Field(
+        3,
+        gt=0,
+        description="Interleaved runs of each side of a ratio goal (per model, V2 beside /v1, hits); "
+        "the median is reported.",
+    )
     connections: int = Field(4, gt=0, description="Concurrent connections of the single-row scenarios.")
     batch_rows: int = Field(1000, gt=0, description="Rows per request in the batch scenario.")
     batch_connections: int = Field(1, gt=0, description="Concurrent batch clients (the goal is for one).")
