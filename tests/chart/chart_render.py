@@ -52,6 +52,29 @@ def helm_template(*args: str, release: str = RELEASE, namespace: str = NAMESPACE
     return result.stdout
 
 
+def install_notes(*args: str) -> str:
+    """NOTES.txt of `helm install --dry-run=client` (no cluster: hooks, notes and every template
+    render) with extra arguments; raises with helm's stderr on failure."""
+    result = subprocess.run(
+        [
+            str(tool("helm")),
+            "install",
+            RELEASE,
+            str(CHART),
+            "--dry-run=client",
+            "--namespace",
+            NAMESPACE,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"helm install --dry-run=client {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout.split("NOTES:", 1)[1]
+
+
 def parse(text: str) -> list[dict[str, Any]]:
     """The non-empty YAML documents of a render."""
     return [doc for doc in yaml.safe_load_all(text) if doc]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_render import CHART, VALUES_FILES, Render, helm_template, parse, tool, which
+from chart_render import VALUES_FILES, Render, helm_template, install_notes, parse, which
 
 pytestmark = pytest.mark.chart
 
@@ -326,33 +326,13 @@ def test_bad_production_values_are_refused(args: list[str], message: str) -> Non
     assert message in str(refused.value)
 
 
-def _notes(*args: str) -> str:
-    result = subprocess.run(
-        [
-            str(tool("helm")),
-            "install",
-            "wm",
-            str(CHART),
-            "--dry-run=client",
-            "--namespace",
-            "winemeup",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.split("NOTES:", 1)[1]
-
-
 def test_notes_warn_when_keys_were_generated() -> None:
-    generated = _notes()
+    generated = install_notes()
     assert (
         "WARNING: this render generated api-keys, admin-api-keys, runner-token, redis-password" in generated
     )
     assert "auth.existingSecret" in generated and "redis.auth.existingSecret" in generated
-    gitops = _notes("--set", "auth.existingSecret=keys", "--set", "redis.auth.existingSecret=redis")
+    gitops = install_notes("--set", "auth.existingSecret=keys", "--set", "redis.auth.existingSecret=redis")
     assert "WARNING" not in gitops
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from chart_render import CHART, VALUES_FILES, helm_template, parse, tool
+from chart_render import CHART, VALUES_FILES, helm_template, install_notes, parse, tool
 
 pytestmark = pytest.mark.chart
 
@@ -65,22 +65,6 @@ def test_names_stay_within_63_characters_and_distinct_with_a_long_release_name()
 def test_install_dry_run_renders_hooks_and_notes(name: str) -> None:
     """`helm install --dry-run=client` (no cluster): hooks, NOTES.txt and all templates render."""
     path = VALUES_FILES[name]
-    result = subprocess.run(
-        [
-            str(tool("helm")),
-            "install",
-            "wm",
-            str(CHART),
-            "--dry-run=client",
-            "--namespace",
-            "winemeup",
-            *(["-f", str(path)] if path else []),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    notes = result.stdout.split("NOTES:", 1)[1]
+    notes = install_notes(*(["-f", str(path)] if path else []))
     assert "helm test wm -n winemeup" in notes
     assert "/v1/predict" in notes and "kubectl -n winemeup get secret" in notes

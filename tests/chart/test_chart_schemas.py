@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 from copy import deepcopy
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 from chart_render import CRD_DIR, require, which
+
+from tests.support.crd import crd_validator
 
 pytestmark = pytest.mark.chart
 
@@ -41,39 +42,13 @@ def test_manifests_are_valid_kubernetes_strict(renders, version: str) -> None:
     assert checked > 100
 
 
-def _crd_schema(plural: str) -> dict[str, Any]:
+def _crd_validator(plural: str) -> jsonschema.Draft7Validator:
     path = require(CRD_DIR / f"monitoring.coreos.com_{plural}.yaml", "prometheus-operator CRD schemas")
-    crd = yaml.safe_load(Path(path).read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return _strict(deepcopy(version["schema"]["openAPIV3Schema"]))
-
-
-def _strict(node: Any) -> Any:
-    """OpenAPI v3 -> JSON Schema: nullable allows null; undeclared properties are refused."""
-    if isinstance(node, dict):
-        for key, value in list(node.items()):
-            if key in ("properties", "patternProperties", "definitions"):
-                node[key] = {k: _strict(v) for k, v in value.items()}
-            elif isinstance(value, (dict, list)):
-                node[key] = _strict(value)
-        if node.get("nullable") and "type" in node:
-            node["type"] = [node["type"], "null"]
-        if (
-            node.get("type") == "object"
-            and "properties" in node
-            and "additionalProperties" not in node
-            and not node.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            node["additionalProperties"] = False
-    elif isinstance(node, list):
-        return [_strict(v) for v in node]
-    return node
+    return crd_validator(yaml.safe_load(Path(path).read_text()), "v1")
 
 
 def test_custom_resources_are_valid_against_their_crds(renders) -> None:
-    validators = {
-        kind: jsonschema.Draft7Validator(_crd_schema(plural)) for kind, plural in CUSTOM_KINDS.items()
-    }
+    validators = {kind: _crd_validator(plural) for kind, plural in CUSTOM_KINDS.items()}
     seen = {kind: 0 for kind in CUSTOM_KINDS}
     problems = []
     for render in renders.values():
@@ -92,7 +67,7 @@ def test_custom_resources_are_valid_against_their_crds(renders) -> None:
 
 def test_crd_check_catches_a_misspelt_field(renders) -> None:
     """The CRD validation above is strict: a typo in a ServiceMonitor does not slip through."""
-    validator = jsonschema.Draft7Validator(_crd_schema("servicemonitors"))
+    validator = _crd_validator("servicemonitors")
     monitor = deepcopy(renders["all-features"].of_kind("ServiceMonitor")[0])
     monitor["spec"]["endpoints"][0]["intervall"] = "15s"
     assert list(validator.iter_errors(monitor))

@@ -51,6 +51,7 @@ from tests.containers.conftest import ContainersSettings, render
 from tests.containers.harness import PlayedRelease, remove_run
 from tests.containers.load import random_wine
 from tests.support.waiting import wait_until
+from training.candidates import train_version
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 
@@ -88,14 +89,8 @@ def candidate(
     home = root / "bentoml"
     shutil.copytree(model_store / "models" / MODEL, home / "models" / MODEL, symlinks=True)
     stable = (home / "models" / MODEL / "latest").read_text().strip()
-    trained = subprocess.run(
-        [sys.executable, "-m", "training", "train", MODEL, "--fast", "--no-progress", "--model-store",
-         str(home), "--data-dir", str(data_dir), "--reports-dir", str(root / "reports"),
-         "--candidate", "--seed", "7"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    version = next(p.name for p in (home / "models" / MODEL).iterdir() if p.is_dir() and p.name != stable)
+    version = train_version(MODEL, home, data_dir, root / "reports", "--candidate", "--seed", "7")
+    assert version != stable
     archive = root / ARCHIVE
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(home)}
     subprocess.run(

@@ -30,6 +30,7 @@ from services.operator.reconcile import SpecError, desired_objects
 from services.operator.release import ReleaseContext
 from services.operator.resources import WINEMODEL_NAMES
 from tests.chart.chart_render import CRD_DIR, REPO_ROOT, VALUES_FILES, helm_template, parse, tool, which
+from tests.support.crd import crd_validator
 
 pytestmark = pytest.mark.chart
 
@@ -134,33 +135,6 @@ def test_parity_covers_keda_and_overrides_beyond_the_ci_files() -> None:
     assert all("replicas" not in o["spec"] for o in got if o["kind"] == "Deployment" and o is not svr)
 
 
-def _strict(node: Any) -> Any:
-    """OpenAPI v3 -> JSON Schema: undeclared properties refused (as the API server prunes them)."""
-    if isinstance(node, dict):
-        for key, value in list(node.items()):
-            if key in ("properties", "patternProperties"):
-                node[key] = {k: _strict(v) for k, v in value.items()}
-            elif isinstance(value, dict | list):
-                node[key] = _strict(value)
-        if node.get("nullable") and "type" in node:
-            node["type"] = [node["type"], "null"]
-        if (
-            node.get("type") == "object"
-            and "properties" in node
-            and "additionalProperties" not in node
-            and not node.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            node["additionalProperties"] = False
-    elif isinstance(node, list):
-        return [_strict(v) for v in node]
-    return node
-
-
-def _validator(crd: dict[str, Any], version: str) -> jsonschema.Draft7Validator:
-    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
-    return jsonschema.Draft7Validator(_strict(copy.deepcopy(served["schema"]["openAPIV3Schema"])))
-
-
 def _errors(validator: jsonschema.Draft7Validator, doc: dict[str, Any]) -> list[str]:
     return ["/".join(map(str, e.absolute_path)) + ": " + e.message for e in validator.iter_errors(doc)]
 
@@ -182,7 +156,7 @@ def keda() -> jsonschema.Draft7Validator:
     path = CRD_DIR / "keda.sh_scaledobjects.yaml"
     if not path.exists():
         pytest.skip(f"KEDA's CRD schema not found at {path}")
-    return _validator(yaml.safe_load(path.read_text()), "v1alpha1")
+    return crd_validator(yaml.safe_load(path.read_text()), "v1alpha1")
 
 
 def test_everything_the_operator_produces_is_valid(keda: jsonschema.Draft7Validator) -> None:
@@ -287,7 +261,7 @@ GOOD_MODEL: dict[str, Any] = {
     ],
 )
 def test_bad_winemodels_are_refused_naming_the_field(crds, change: dict[str, Any], field: str) -> None:
-    validator = _validator(crds["WineModel"], "v1alpha1")
+    validator = crd_validator(crds["WineModel"], "v1alpha1")
     assert not _errors(validator, GOOD_MODEL)
     bad = copy.deepcopy(GOOD_MODEL)
     bad["spec"].update(change)
@@ -296,8 +270,8 @@ def test_bad_winemodels_are_refused_naming_the_field(crds, change: dict[str, Any
 
 
 def test_winetraffic_schema_and_rendered_resources(crds) -> None:
-    traffic = _validator(crds["WineTraffic"], "v1alpha1")
-    models = _validator(crds["WineModel"], "v1alpha1")
+    traffic = crd_validator(crds["WineTraffic"], "v1alpha1")
+    models = crd_validator(crds["WineModel"], "v1alpha1")
     docs = parse(helm_template(*_args("operator")))
     rendered = [d for d in docs if d["kind"] in ("WineModel", "WineTraffic")]
     assert sum(d["kind"] == "WineModel" for d in rendered) == 5

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from tests.chart.chart_render import helm_template, parse
 from tests.operator.test_operator_with_router import FakeCluster
 from tests.support.router import RouterHandle, launch_router
 from tests.support.waiting import wait_until
+from training.candidates import train_version
 from winemeup.schema import SCHEMA
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,14 +51,8 @@ def store(model_store: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFa
     home = root / "bentoml"
     shutil.copytree(model_store / "models" / MODEL, home / "models" / MODEL, symlinks=True)
     stable = (home / "models" / MODEL / "latest").read_text().strip()
-    done = subprocess.run(
-        [sys.executable, "-m", "training", "train", MODEL, "--fast", "--no-progress", "--model-store",
-         str(home), "--data-dir", str(data_dir), "--reports-dir", str(root / "reports"),
-         "--candidate", "--seed", "7"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    candidate = next(p.name for p in (home / "models" / MODEL).iterdir() if p.is_dir() and p.name != stable)
+    candidate = train_version(MODEL, home, data_dir, root / "reports", "--candidate", "--seed", "7")
+    assert candidate != stable
     assert (home / "models" / MODEL / "latest").read_text().strip() == stable
     return {"home": home, "stable": stable, "candidate": candidate, "root": root}
 
