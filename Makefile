@@ -29,9 +29,13 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.12)")'
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --quiet --upgrade pip "setuptools>=70.1" wheel
-# The lock carries a hash per file: pip refuses anything else. The project itself is a
-# separate step (an editable install has no hash), without its dependencies.
-	$(BIN)/python -m pip install --quiet --quiet --require-hashes -r requirements/dev.lock
+# The lock carries a hash per file: pip and uv refuse anything else. pip installs uv from its
+# own hashed lines of the lock, and uv the rest: the same files, in 25 s instead of pip's 2 min
+# here. The project itself is a separate step (an editable install has no hash), without its
+# dependencies.
+	awk '/^uv==/ {p = 1} p {print} p && !/\\$$/ {exit}' requirements/dev.lock > $(VENV)/uv-only.lock
+	$(BIN)/python -m pip install --quiet --quiet --require-hashes --no-deps -r $(VENV)/uv-only.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -2,8 +2,10 @@
 
 Each environment holds exactly what an image installs from ``requirements/<lock>.lock``
 (``--no-deps --require-hashes``, as the Dockerfiles do), on Python 3.11, the locks' version.
-It is kept under ``.cache/lock-envs/<lock>-<hash of the lock>/`` (gitignored), so a later run
-reuses it until the lock changes; older environments of the same lock are removed.
+It is kept under ``$XDG_CACHE_HOME/winemeup/lock-envs/<lock>-<hash of the lock>/`` (default
+``~/.cache``), outside the checkout, so that a later run, from this checkout or a fresh clone,
+reuses it until the lock or the interpreter changes; older environments of the same lock are
+removed. The environment points at the base interpreter, not at a checkout's venv.
 Installing uses uv (the dev venv has it): the same wheels and files as pip, from a shared cache.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCKS = REPO_ROOT / "requirements"
-CACHE = REPO_ROOT / ".cache" / "lock-envs"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "winemeup" / "lock-envs"
 READY = ".ready"
 """Written last: an environment without it is half-built and is made again."""
 

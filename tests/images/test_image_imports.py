@@ -6,7 +6,7 @@ on its path. The dev venv has everything installed together, so a lock that lack
 (orjson in the runner locks, PyYAML in the UI lock, both found by running the images) passes
 every other test and fails here, without a container engine.
 
-Environments are cached by lock hash under .cache/lock-envs/ (tests/images/lock_envs.py).
+Environments are cached by lock hash under ~/.cache/winemeup/lock-envs/ (tests/images/lock_envs.py).
 """
 
 from __future__ import annotations
