@@ -35,7 +35,7 @@ $(STAMP): requirements/dev.lock pyproject.toml
 # dependencies.
 	awk '/^uv==/ {p = 1} p {print} p && !/\\$$/ {exit}' requirements/dev.lock > $(VENV)/uv-only.lock
 	$(BIN)/python -m pip install --quiet --quiet --require-hashes --no-deps -r $(VENV)/uv-only.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/dev.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
