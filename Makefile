@@ -30,7 +30,7 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --quiet --upgrade pip "setuptools>=70.1" wheel
 # The lock carries a hash per file: pip and uv refuse anything else. pip installs uv from its
-# own hashed lines of the lock, and uv the rest: the same files, in 25 s instead of pip's 2 min
+# own hashed lines of the lock, and uv the rest: the same files, in 45 s instead of pip's 2 min
 # here. The project itself is a separate step (an editable install has no hash), without its
 # dependencies.
 	awk '/^uv==/ {p = 1} p {print} p && !/\\$$/ {exit}' requirements/dev.lock > $(VENV)/uv-only.lock

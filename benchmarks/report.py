@@ -50,6 +50,9 @@ def scenario_table(run: BenchRun) -> str:
         if sc.ours.rows_per_request > 1:
             ours_rate += f" ({sc.ours.rows_per_second:,.0f} rows/s)"
             base_rate += f" ({b.rows_per_second:,.0f} rows/s)"
+        if sc.ours.runs > 1:  # a side of a ratio measured by interleaved(): say so on the row
+            ours_rate += f" (median of {sc.ours.runs})"
+            base_rate += f" (median of {b.runs})"
         ratio = f"{sc.ours.rps / b.rps:.2f}x" if b.rps else "n/a"
         met = "-" if sc.met is None else ("yes" if sc.met else "NO")
         errors = f" ({sc.ours.errors} errors)" if sc.ours.errors else ""
